@@ -1,0 +1,1 @@
+"""Network definitions and weight-init schemes: plain modules, no training logic."""

@@ -1,0 +1,112 @@
+"""The config schema (Hydra structured configs) and the checks Hydra's types cannot express.
+
+The schema makes Hydra reject unknown keys and ill-typed values at compose time; `validate`
+rejects values outside their allowed sets before any data is loaded or any run is opened.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from sweeps.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+DATASETS = ("mnist", "fashion_mnist")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "mnist"
+    root: str | None = None
+    strict: bool = False
+    download: bool = True
+    download_timeout: float = 15.0
+    cache_dir: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    input_size: int = 784
+    hidden_sizes: list[int] = field(default_factory=lambda: [100, 100, 100, 100])
+    output_size: int = 10
+    activation: str = "relu"
+    init: str = "he"
+    init_scale: float = 0.01
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    decay_rate: float = 0.99
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-7
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    iterations: int | None = 2000
+    epochs: int | None = None
+    batch_size: int = 128
+    eval_batch_size: int = 10000
+    progress: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None
+    experiment: str = "${study}"
+
+
+@dataclass
+class ReportConfig:
+    smooth: bool = True
+    ylim: list[float] | None = None
+
+
+@dataclass
+class Config:
+    study: str = "default"
+    seed: int = 0
+    device: str = "auto"
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    variants: dict[str, Any] = field(default_factory=dict)
+
+
+def register() -> None:
+    """Make the schema available to `conf/config.yaml` as `base_config`."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    cs.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
+
+
+def check_choice(key: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
+    """Raise ConfigError unless `value` is one of `valid`."""
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+def check_positive(key: str, value: float | None) -> None:
+    """Raise ConfigError unless `value` is a positive number."""
+    if value is None or value <= 0:
+        raise ConfigError(f"{key}={value!r} must be a positive number")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks on the top-level config; per-variant checks live in `sweeps.plan`."""
+    check_choice("device", cfg.device, DEVICES)
+    check_choice("dataset.name", cfg.dataset.name, DATASETS)
+    if not cfg.study:
+        raise ConfigError("study must be a non-empty name (it names the MLflow experiment)")

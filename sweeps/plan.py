@@ -1,0 +1,94 @@
+"""Expand a study into its variants and group them into populations.
+
+A variant is the base config with the experiment's per-variant overrides merged on top
+(`variants.NAME: {model: ..., optimizer: ..., seed: ...}`). Variants that share an
+architecture form one population; what may differ inside a population is per-member state
+(init scheme and scale, seed, optimizer type and hyperparameters).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from models.init import INIT_SCHEMES
+from models.mlp import ACTIVATIONS
+from sweeps.config import ModelConfig, OptimizerConfig, check_choice, check_positive
+from sweeps.errors import ConfigError
+from sweeps.optimizers import RULES
+
+
+@dataclass
+class VariantSchema:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    seed: int
+
+    def architecture(self) -> tuple[Any, ...]:
+        """What members of one population must share."""
+        m = self.model
+        return (m.name, m.input_size, tuple(m.hidden_sizes), m.output_size, m.activation)
+
+    def params(self) -> dict[str, Any]:
+        """What distinguishes this variant, as MLflow params: model, the rule's own
+        hyperparameters (not the unused fields of other rules), seed."""
+        opt = self.optimizer
+        used = ("name", *RULES[opt.name].hyperparameters, "weight_decay")
+        params = {f"model.{k}": v for k, v in vars(self.model).items()}
+        params.update({f"optimizer.{k}": getattr(opt, k) for k in used})
+        params["seed"] = self.seed
+        return params
+
+
+def expand_variants(cfg: DictConfig) -> list[Variant]:
+    """One Variant per entry of `cfg.variants` (in order), or one from the base config."""
+    specs = cfg.variants or {str(cfg.optimizer.name): {}}
+    base = OmegaConf.structured(VariantSchema)
+    base.model = cfg.model
+    base.optimizer = cfg.optimizer
+    base.seed = cfg.seed
+    variants = []
+    for name, spec in specs.items():
+        try:
+            merged = OmegaConf.merge(base, spec or {})
+        except OmegaConfBaseException as err:
+            raise ConfigError(
+                f"variants.{name}: {err.msg if hasattr(err, 'msg') else err} "
+                f"(a variant may set: model.*, optimizer.*, seed)"
+            ) from err
+        obj: VariantSchema = OmegaConf.to_object(merged)
+        variant = Variant(str(name), obj.model, obj.optimizer, obj.seed)
+        validate_variant(variant)
+        variants.append(variant)
+    return variants
+
+
+def validate_variant(v: Variant) -> None:
+    prefix = f"variants.{v.name}." if v.name else ""
+    check_choice(f"{prefix}optimizer.name", v.optimizer.name, list(RULES))
+    check_choice(f"{prefix}model.activation", v.model.activation, list(ACTIVATIONS))
+    check_choice(f"{prefix}model.init", v.model.init, INIT_SCHEMES)
+    check_choice(f"{prefix}model.name", v.model.name, ("mlp",))
+    check_positive(f"{prefix}optimizer.lr", v.optimizer.lr)
+    check_positive(f"{prefix}model.init_scale", v.model.init_scale)
+    if not v.model.hidden_sizes or min(v.model.hidden_sizes) <= 0:
+        raise ConfigError(f"{prefix}model.hidden_sizes={v.model.hidden_sizes} must be positive")
+    if v.optimizer.weight_decay < 0:
+        raise ConfigError(f"{prefix}optimizer.weight_decay must be >= 0")
+
+
+def group_by_architecture(variants: list[Variant]) -> list[list[Variant]]:
+    """Populations: variants with one architecture, in the order they first appear."""
+    groups: dict[tuple[Any, ...], list[Variant]] = {}
+    for v in variants:
+        groups.setdefault(v.architecture(), []).append(v)
+    return list(groups.values())

@@ -1,0 +1,70 @@
+"""Study outputs built from per-variant histories: smoothed curves, figure, summary table.
+
+Inputs are pandas frames shaped like what `mlflow.search_runs` / metric histories give back,
+so the same code can redraw a study from the tracking store.
+"""
+
+import numpy as np
+import pandas as pd
+
+SMOOTH_WINDOW = 11
+MARKERS = ("o", "x", "s", "^", "D", "v", "*", "P")
+
+
+def smooth_curve(values: np.ndarray) -> np.ndarray:
+    """The textbook's `smooth_curve`: a Kaiser(11, beta=2) window over the mirrored series.
+
+    Series shorter than the window are returned unchanged.
+    """
+    x = np.asarray(values, dtype=float)
+    if len(x) < SMOOTH_WINDOW:
+        return x
+    w = SMOOTH_WINDOW
+    padded = np.r_[x[w - 1 : 0 : -1], x, x[-1:-w:-1]]
+    kernel = np.kaiser(w, 2)
+    y = np.convolve(kernel / kernel.sum(), padded, mode="valid")
+    return y[5 : len(y) - 5]
+
+
+def loss_figure(
+    losses: pd.DataFrame, title: str, smooth: bool = True, ylim: list[float] | None = None
+):
+    """Loss curves (index: iteration, one column per variant), as in the textbook's figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    every = max(len(losses) // 20, 1)
+    for i, name in enumerate(losses.columns):
+        y = smooth_curve(losses[name].to_numpy()) if smooth else losses[name].to_numpy()
+        ax.plot(losses.index, y, marker=MARKERS[i % len(MARKERS)], markevery=every,
+                markersize=4, label=name)
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("loss (smoothed)" if smooth else "loss")
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def summary_table(
+    losses: pd.DataFrame, final: pd.DataFrame, smooth: bool = True
+) -> pd.DataFrame:
+    """One row per variant: final (smoothed) loss, train/test accuracy, seconds.
+
+    `final` is indexed by variant with columns train_acc, test_acc, seconds.
+    """
+    last = {
+        name: (smooth_curve(losses[name].to_numpy()) if smooth else losses[name].to_numpy())[-1]
+        for name in losses.columns
+    }
+    table = pd.DataFrame({"variant": list(last), "final_loss": list(last.values())})
+    return table.merge(final, left_on="variant", right_index=True, how="left")
+
+
+def format_table(table: pd.DataFrame) -> str:
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4f}")

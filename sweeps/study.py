@@ -1,0 +1,136 @@
+"""Run one study: validate, load data, train every population, record and report.
+
+Order matters for the user: everything that can fail on bad input (config, device, dataset)
+runs before the first MLflow run is opened, and any later failure closes the open runs as
+FAILED (KILLED on Ctrl-C) so the store never keeps a phantom RUNNING run.
+"""
+
+import logging
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from sweeps.config import validate
+from sweeps.data import Dataset, load_dataset
+from sweeps.plan import Variant, expand_variants, group_by_architecture
+from sweeps.report import format_table, loss_figure, summary_table
+from sweeps.runtime import provenance_tags, resolve_device
+from sweeps.tracking import Recorder, flatten, tracking_uri
+from sweeps.train import TrainResult, train_population
+
+log = logging.getLogger(__name__)
+
+
+def dataset_tags(data: Dataset) -> dict[str, Any]:
+    sizes = data.sizes()
+    return {
+        "dataset.name": data.name,
+        "dataset.source": data.source,
+        "dataset.fallback": str(data.fallback).lower(),
+        "dataset.train_size": sizes["train"],
+        "dataset.test_size": sizes["test"],
+    }
+
+
+def child_metrics(result: TrainResult, k: int) -> list[tuple[str, float, int]]:
+    """Member k's series and final values as (key, value, step) points."""
+    points = [("train/loss", v, i) for i, v in enumerate(result.losses[:, k])]
+    for e in range(len(result.epoch_train_acc)):
+        points.append(("train/acc", result.epoch_train_acc[e, k], e + 1))
+        points.append(("test/acc", result.epoch_test_acc[e, k], e + 1))
+    final_step = len(result.losses)
+    points += [
+        ("train/acc", result.train_acc[k], final_step),
+        ("test/acc", result.test_acc[k], final_step),
+        ("train/seconds", result.seconds, final_step),
+    ]
+    return points
+
+
+def run_study(cfg: DictConfig) -> pd.DataFrame:
+    """Run the study `cfg` describes and return its summary table (also printed and logged)."""
+    validate(cfg)
+    variants = expand_variants(cfg)
+    groups = group_by_architecture(variants)
+    device = resolve_device(cfg.device)
+    ds = cfg.dataset
+    data = load_dataset(
+        ds.name, ds.root, ds.strict, ds.download, ds.download_timeout, ds.cache_dir
+    ).to(device)
+
+    tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}
+    recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        parent = recorder.start(cfg.study, flatten(resolved), tags | {"sweeps.role": "study"})
+        recorder.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
+        losses, finals = {}, {}
+        for i, group in enumerate(groups):
+            results = train_group(recorder, parent, group, data, cfg, tags, f"{i + 1}/{len(groups)}")
+            for k, v in enumerate(group):
+                losses[v.name] = results.losses[:, k]
+                finals[v.name] = {
+                    "train_acc": results.train_acc[k],
+                    "test_acc": results.test_acc[k],
+                    "seconds": results.seconds,
+                }
+        table = write_report(recorder, parent, cfg, losses, finals)
+        recorder.finish(parent)
+    except KeyboardInterrupt:
+        recorder.abort("KILLED")
+        raise
+    except BaseException:
+        recorder.abort("FAILED")
+        raise
+    log.info("recorded in %s, experiment %r, run %s", recorder.uri, cfg.tracking.experiment, parent)
+    return table
+
+
+def train_group(
+    recorder: Recorder,
+    parent: str,
+    group: list[Variant],
+    data: Dataset,
+    cfg: DictConfig,
+    tags: dict[str, Any],
+    label: str,
+) -> TrainResult:
+    """Train one population and record each member in its own child run."""
+    from sweeps.population import Population
+
+    children = [
+        recorder.start(v.name, v.params(), tags | {"sweeps.variant": v.name}, parent=parent)
+        for v in group
+    ]
+    pop = Population(group, data.train_x.device)
+    desc = f"{cfg.study} [{label}: {', '.join(v.name for v in group)}]"
+    result = train_population(pop, data, cfg.train, cfg.seed, desc=desc)
+    for k, child in enumerate(children):
+        recorder.log_metrics(child, child_metrics(result, k))
+        recorder.set_tags(child, {"status": "ok"})
+        recorder.finish(child)
+    return result
+
+
+def write_report(
+    recorder: Recorder,
+    parent: str,
+    cfg: DictConfig,
+    losses: dict[str, Any],
+    finals: dict[str, dict[str, float]],
+) -> pd.DataFrame:
+    """Figure, CSV table and console table for the study."""
+    import matplotlib.pyplot as plt
+
+    loss_frame = pd.DataFrame(losses)
+    table = summary_table(loss_frame, pd.DataFrame(finals).T, smooth=cfg.report.smooth)
+    fig = loss_figure(
+        loss_frame, f"{cfg.study}: training loss", cfg.report.smooth,
+        list(cfg.report.ylim) if cfg.report.ylim else None,
+    )
+    recorder.log_figure(parent, fig, f"{cfg.study}.png")
+    plt.close(fig)
+    recorder.log_text(parent, table.to_csv(index=False), "summary.csv")
+    print(f"\n{cfg.study} ({len(table)} variants)\n{format_table(table)}\n", flush=True)
+    return table
