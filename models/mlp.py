@@ -20,9 +20,7 @@ class StackedMLP(nn.Module):
     def __init__(self, members: int, sizes: Sequence[int], activation: str = "relu") -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}"
-            )
+            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
         self.members = members
         self.sizes = tuple(sizes)
         self.activation = activation
@@ -35,7 +33,9 @@ class StackedMLP(nn.Module):
         )
 
     @torch.no_grad()
-    def initialize(self, schemes: Sequence[str], scales: Sequence[float], seeds: Sequence[int]) -> None:
+    def initialize(
+        self, schemes: Sequence[str], scales: Sequence[float], seeds: Sequence[int]
+    ) -> None:
         """Draw each member's weights from its own seeded CPU generator, biases zero.
 
         Drawing on the CPU makes a member's start independent of the device and of which other

@@ -183,7 +183,10 @@ def download(spec: DatasetSpec, target: Path, timeout: float) -> str | None:
     for f in spec.files:
         try:
             pooch.retrieve(
-                spec.base_url + f.name, f.known_hash, fname=f.name, path=target,
+                spec.base_url + f.name,
+                f.known_hash,
+                fname=f.name,
+                path=target,
                 downloader=downloader,
             )
         except requests.RequestException as err:

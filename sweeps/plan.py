@@ -56,6 +56,7 @@ def expand_variants(cfg: DictConfig) -> list[Variant]:
     base.model = cfg.model
     base.optimizer = cfg.optimizer
     base.seed = cfg.seed
+    validate_variant(Variant("", *OmegaConf.to_object(base).__dict__.values()))
     variants = []
     for name, spec in specs.items():
         try:

@@ -39,8 +39,14 @@ def loss_figure(
     every = max(len(losses) // 20, 1)
     for i, name in enumerate(losses.columns):
         y = smooth_curve(losses[name].to_numpy()) if smooth else losses[name].to_numpy()
-        ax.plot(losses.index, y, marker=MARKERS[i % len(MARKERS)], markevery=every,
-                markersize=4, label=name)
+        ax.plot(
+            losses.index,
+            y,
+            marker=MARKERS[i % len(MARKERS)],
+            markevery=every,
+            markersize=4,
+            label=name,
+        )
     ax.set_xlabel("iterations")
     ax.set_ylabel("loss (smoothed)" if smooth else "loss")
     if ylim:
@@ -51,9 +57,7 @@ def loss_figure(
     return fig
 
 
-def summary_table(
-    losses: pd.DataFrame, final: pd.DataFrame, smooth: bool = True
-) -> pd.DataFrame:
+def summary_table(losses: pd.DataFrame, final: pd.DataFrame, smooth: bool = True) -> pd.DataFrame:
     """One row per variant: final (smoothed) loss, train/test accuracy, seconds.
 
     `final` is indexed by variant with columns train_acc, test_acc, seconds.

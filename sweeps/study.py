@@ -67,7 +67,9 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
         recorder.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
         losses, finals = {}, {}
         for i, group in enumerate(groups):
-            results = train_group(recorder, parent, group, data, cfg, tags, f"{i + 1}/{len(groups)}")
+            results = train_group(
+                recorder, parent, group, data, cfg, tags, f"{i + 1}/{len(groups)}"
+            )
             for k, v in enumerate(group):
                 losses[v.name] = results.losses[:, k]
                 finals[v.name] = {
@@ -126,7 +128,9 @@ def write_report(
     loss_frame = pd.DataFrame(losses)
     table = summary_table(loss_frame, pd.DataFrame(finals).T, smooth=cfg.report.smooth)
     fig = loss_figure(
-        loss_frame, f"{cfg.study}: training loss", cfg.report.smooth,
+        loss_frame,
+        f"{cfg.study}: training loss",
+        cfg.report.smooth,
         list(cfg.report.ylim) if cfg.report.ylim else None,
     )
     recorder.log_figure(parent, fig, f"{cfg.study}.png")

@@ -21,8 +21,10 @@ PARAM_VALUE_LIMIT = 6000
 
 def tracking_uri(configured: str | None) -> str:
     """`tracking.uri`, else $MLFLOW_TRACKING_URI, else MLflow 3's default beside the cwd."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return (
+        configured
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or (f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     )
 
 

@@ -46,7 +46,9 @@ def schedule(train: TrainConfig, train_size: int) -> tuple[int, int | None]:
         per_epoch = max(math.ceil(train_size / train.batch_size), 1)
         return train.epochs * per_epoch, per_epoch
     if train.iterations is None or train.iterations <= 0:
-        raise ConfigError(f"train.iterations={train.iterations} must be positive (or set train.epochs)")
+        raise ConfigError(
+            f"train.iterations={train.iterations} must be positive (or set train.epochs)"
+        )
     return train.iterations, None
 
 
