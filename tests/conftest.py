@@ -1,0 +1,41 @@
+"""Shared fixtures: Hydra compose API on the real conf/, and a tmp MLflow store."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from sweeps.config import register
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+register()
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dataset cache for the session, so the embedded set is parsed once."""
+    return tmp_path_factory.mktemp("data-cache")
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def make_cfg(data_cache: Path, tracking_uri: str):
+    """Compose conf/ with overrides, offline, into a tmp tracking store, no progress bar."""
+
+    def make(*overrides: str) -> DictConfig:
+        base = [
+            "dataset.download=false",
+            f"dataset.cache_dir={data_cache}",
+            f"tracking.uri={tracking_uri}",
+            "train.progress=false",
+            "device=cpu",
+        ]
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("config", overrides=[*base, *overrides])
+
+    return make

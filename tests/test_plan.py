@@ -1,0 +1,88 @@
+"""Config composition and variant expansion, via Hydra's compose API on the real conf/."""
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from sweeps.config import validate
+from sweeps.errors import ConfigError
+from sweeps.plan import expand_variants, group_by_architecture
+
+
+def test_optimizer_study_defaults(make_cfg) -> None:
+    cfg = make_cfg("+experiment=optimizers")
+    assert cfg.study == "optimizers"
+    assert cfg.train.iterations == 2000 and cfg.train.batch_size == 128
+    assert list(cfg.model.hidden_sizes) == [100, 100, 100, 100]
+    variants = expand_variants(cfg)
+    assert [v.name for v in variants] == ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
+    by_name = {v.name: v.optimizer for v in variants}
+    assert by_name["sgd"].lr == 0.01
+    assert (by_name["momentum"].lr, by_name["momentum"].momentum) == (0.01, 0.9)
+    assert (by_name["adagrad"].lr, by_name["adagrad"].eps) == (0.01, 1e-7)
+    assert (by_name["rmsprop"].lr, by_name["rmsprop"].decay_rate) == (0.01, 0.99)
+    adam = by_name["adam"]
+    assert (adam.lr, adam.beta1, adam.beta2) == (0.001, 0.9, 0.999)
+    assert all(v.model.init == "he" and v.model.activation == "relu" for v in variants)
+    assert len(group_by_architecture(variants)) == 1
+
+
+def test_command_line_overrides_reach_variants(make_cfg) -> None:
+    cfg = make_cfg(
+        "+experiment=optimizers",
+        "variants.adam.optimizer.lr=0.002",
+        "~variants.rmsprop",
+        "model.init=xavier",
+        "seed=5",
+    )
+    variants = {v.name: v for v in expand_variants(cfg)}
+    assert "rmsprop" not in variants
+    assert variants["adam"].optimizer.lr == 0.002
+    assert all(v.model.init == "xavier" and v.seed == 5 for v in variants.values())
+
+
+def test_without_experiment_one_variant_from_the_optimizer_group(make_cfg) -> None:
+    variants = expand_variants(make_cfg("optimizer=adam"))
+    assert [(v.name, v.optimizer.lr) for v in variants] == [("adam", 0.001)]
+
+
+def test_variant_params_hold_only_the_rules_hyperparameters(make_cfg) -> None:
+    params = expand_variants(make_cfg("+experiment=optimizers"))[0].params()
+    assert params["optimizer.name"] == "sgd" and params["optimizer.lr"] == 0.01
+    assert "optimizer.beta1" not in params
+    assert params["model.init"] == "he"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("variants.sgd.optimizer.name=lbfgs", "variants.sgd.optimizer.name='lbfgs'.*adam"),
+        ("model.activation=gelu", "model.activation='gelu'.*relu, sigmoid, tanh"),
+        ("model.init=glorot", "model.init='glorot'.*std, xavier, he"),
+        (
+            "variants.adam.optimizer.lr=-1",
+            "variants.adam.optimizer.lr=-1.0 must be a positive number",
+        ),
+        ("+variants.sgd.train={iterations: 3}", "variants.sgd"),
+    ],
+)
+def test_bad_variant_values_name_key_value_and_choices(make_cfg, override, message) -> None:
+    cfg = make_cfg("+experiment=optimizers", override)
+    with pytest.raises(ConfigError, match=message):
+        expand_variants(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("device=tpu", "device='tpu'.*auto, cpu, cuda")],
+)
+def test_bad_top_level_values(make_cfg, override, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate(make_cfg(override))
+
+
+def test_schema_rejects_unknown_keys_and_wrong_types(make_cfg) -> None:
+    with pytest.raises(ConfigCompositionException):
+        make_cfg("train.iteratons=5")
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        make_cfg("train.iterations=many")
