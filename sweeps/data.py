@@ -9,6 +9,7 @@ A file that is found but malformed is always an error, never a reason to fall ba
 import gzip
 import logging
 import struct
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
             data = fh.read()
     except EOFError as err:
         raise DatasetError(f"{path}: truncated gzip stream ({err})") from err
-    except (OSError, gzip.BadGzipFile) as err:
+    except (OSError, zlib.error) as err:
         raise DatasetError(f"{path}: cannot be read: {err}") from err
     kind = "images" if magic == IMAGES_MAGIC else "labels"
     if len(data) < 4:
@@ -164,10 +165,17 @@ def find_file(folder: Path, name: str) -> Path | None:
 
 
 def read_folder(folder: Path, spec: DatasetSpec) -> tuple[Tensor, ...] | None:
-    """The four arrays if all four files are in `folder`, else None."""
+    """The four arrays if all four files are in `folder`, None if none is.
+
+    Some but not all of them is an error: a half-copied dataset should not be silently
+    replaced by another source.
+    """
     paths = [find_file(folder, f.name) for f in spec.files]
-    if any(p is None for p in paths):
+    missing = [f.name for f, p in zip(spec.files, paths, strict=True) if p is None]
+    if len(missing) == len(paths):
         return None
+    if missing:
+        raise DatasetError(f"{folder}: incomplete dataset, missing {', '.join(missing)}")
     return (*read_split(paths[0], paths[1]), *read_split(paths[2], paths[3]))
 
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeps.config import validate
 from sweeps.data import Dataset, load_dataset
+from sweeps.errors import ConfigError
 from sweeps.plan import Variant, expand_variants, group_by_architecture
 from sweeps.report import format_table, loss_figure, summary_table
 from sweeps.runtime import provenance_tags, resolve_device
@@ -31,6 +32,23 @@ def dataset_tags(data: Dataset) -> dict[str, Any]:
         "dataset.train_size": sizes["train"],
         "dataset.test_size": sizes["test"],
     }
+
+
+def check_shapes(variants: list[Variant], data: Dataset) -> None:
+    """The data must fit every variant's input and output layers."""
+    features = data.train_x.shape[1]
+    classes = int(data.train_y.max()) + 1
+    for v in variants:
+        if v.model.input_size != features:
+            raise ConfigError(
+                f"model.input_size={v.model.input_size} (variant {v.name!r}) but {data.name} "
+                f"samples have {features} features"
+            )
+        if v.model.output_size < classes:
+            raise ConfigError(
+                f"model.output_size={v.model.output_size} (variant {v.name!r}) but {data.name} "
+                f"has {classes} classes"
+            )
 
 
 def child_metrics(result: TrainResult, k: int) -> list[tuple[str, float, int]]:
@@ -58,6 +76,7 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
     data = load_dataset(
         ds.name, ds.root, ds.strict, ds.download, ds.download_timeout, ds.cache_dir
     ).to(device)
+    check_shapes(variants, data)
 
     tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}
     recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from sweeps.errors import ConfigError
 from sweeps.study import run_study
 
 VARIANTS = ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
@@ -157,3 +158,9 @@ def test_same_seed_same_table(make_cfg) -> None:
     cols = ["variant", "final_loss", "train_acc", "test_acc"]
     pd.testing.assert_frame_equal(first[cols], again[cols])
     assert not first["final_loss"].equals(other["final_loss"])
+
+
+def test_input_size_must_match_the_data(make_cfg, tracking_uri: str) -> None:
+    with pytest.raises(ConfigError, match="model.input_size=100 .* have 784 features"):
+        run_study(make_cfg("+experiment=optimizers", "model.input_size=100"))
+    assert MlflowClient(tracking_uri).get_experiment_by_name("optimizers") is None
