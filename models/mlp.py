@@ -1,66 +1,184 @@
-"""A population of multi-layer perceptrons stored as stacked weights.
+"""A population of multi-layer perceptrons (the textbook's MultiLayerNetExtend) as one module.
 
-Member k's layer l is `weights[l][k]` (fan_in x fan_out) and `biases[l][k]`, so the whole
-population runs as batched matrix products; K=1 is an ordinary MLP.
+All of member k's parameters live in row k of one flat (K, P) tensor, so an update rule is a
+handful of tensor operations on a slice of rows, however deep the network. The layers'
+tensors are leaf views into that storage: autograd computes their gradients directly (a
+slice of a single flat leaf would make every backward pass materialise a zero (K, P)
+gradient per layer). Hidden layer: Affine -> [BatchNorm] -> activation -> [Dropout], as in
+the textbook.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from models.counter_rng import member_keys, uniform
 from models.init import init_std
 
 ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+BN_EPS = 1e-6  # the textbook's 10e-7
+BN_MOMENTUM = 0.9
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one parameter tensor sits in a member's flat row."""
+
+    start: int
+    shape: tuple[int, ...]
+
+    @property
+    def end(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return self.start + n
 
 
 class StackedMLP(nn.Module):
-    """K fully connected networks of one shape: affine -> activation ... -> affine (logits)."""
+    """K fully connected networks of one shape, each with its own parameters and noise.
 
-    def __init__(self, members: int, sizes: Sequence[int], activation: str = "relu") -> None:
+    `dropout` holds each member's dropout ratio (0 disables it for that member); dropout is
+    the textbook's: masks in training, scaling by (1 - ratio) in evaluation.
+    """
+
+    def __init__(
+        self,
+        members: int,
+        sizes: Sequence[int],
+        activation: str = "relu",
+        batchnorm: bool = False,
+        dropout: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
         self.members = members
         self.sizes = tuple(sizes)
         self.activation = activation
-        pairs = list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.zeros(members, n_in, n_out)) for n_in, n_out in pairs
-        )
-        self.biases = nn.ParameterList(
-            nn.Parameter(torch.zeros(members, 1, n_out)) for _, n_out in pairs
-        )
+        self.batchnorm = batchnorm
+        self.layers: list[dict[str, Slot]] = []
+        offset = 0
+        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
+            shapes = {"W": (n_in, n_out), "b": (1, n_out)}
+            hidden = i < len(self.sizes) - 2
+            if batchnorm and hidden:
+                shapes |= {"gamma": (1, n_out), "beta": (1, n_out)}
+                self.register_buffer(f"running_mean{i}", torch.zeros(members, 1, n_out))
+                self.register_buffer(f"running_var{i}", torch.ones(members, 1, n_out))
+            layer = {}
+            for name, shape in shapes.items():
+                layer[name] = Slot(offset, shape)
+                offset = layer[name].end
+            self.layers.append(layer)
+        self.register_buffer("flat", torch.zeros(members, offset))
+        ratios = torch.tensor(list(dropout) if dropout is not None else [0.0] * members)
+        self.register_buffer("dropout", ratios.view(members, 1, 1))
+        self.use_dropout = bool((ratios > 0).any())
+        self.register_buffer("keys", torch.zeros(members, dtype=torch.int64))
+        self._bind()
+
+    def _bind(self) -> None:
+        """(Re)create the leaf views into `flat`, in slot order."""
+        self.views: list[dict[str, Tensor]] = [
+            {
+                name: self.flat[:, slot.start : slot.end]
+                .view(self.members, *slot.shape)
+                .requires_grad_()
+                for name, slot in layer.items()
+            }
+            for layer in self.layers
+        ]
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 - nn.Module's signature
+        """Moving the module replaces `flat`; the views must follow it."""
+        super()._apply(fn, recurse)
+        self._bind()
+        return self
+
+    def param(self, layer: int, name: str) -> Tensor:
+        return self.views[layer][name]
+
+    def leaves(self) -> list[Tensor]:
+        """Every parameter view, in the order their slots sit in a member's row."""
+        return [view for layer in self.views for view in layer.values()]
+
+    def flat_grad(self, grads: list[Tensor]) -> Tensor:
+        """Gradients of `leaves()` laid out like `flat`: (K, P)."""
+        return torch.cat([g.reshape(self.members, -1) for g in grads], dim=1)
 
     @torch.no_grad()
     def initialize(
         self, schemes: Sequence[str], scales: Sequence[float], seeds: Sequence[int]
     ) -> None:
-        """Draw each member's weights from its own seeded CPU generator, biases zero.
+        """Draw each member's weights from its own seeded CPU generator; biases 0, gamma 1.
 
         Drawing on the CPU makes a member's start independent of the device and of which other
-        members share the population, so a population equals its members trained alone.
+        members share the population, so a population equals its members trained alone. The
+        seeds also key each member's dropout masks.
         """
+        self.flat.zero_()
         for k, (scheme, scale, seed) in enumerate(zip(schemes, scales, seeds, strict=True)):
             generator = torch.Generator().manual_seed(int(seed))
-            for weight, bias in zip(self.weights, self.biases, strict=True):
-                fan_in, fan_out = weight.shape[1:]
+            for i, layer in enumerate(self.layers):
+                fan_in, fan_out = layer["W"].shape
                 std = init_std(scheme, fan_in, float(scale))
                 sample = torch.randn(fan_in, fan_out, generator=generator) * std
-                weight[k].copy_(sample.to(device=weight.device, dtype=weight.dtype))
-                bias[k].zero_()
+                self.param(i, "W")[k].copy_(sample)
+                if "gamma" in layer:
+                    self.param(i, "gamma")[k].fill_(1.0)
+        self.keys.copy_(member_keys(torch.tensor([int(s) for s in seeds])))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits of shape (K, B, classes) for inputs (B, features) shared by all members."""
+    def first_affine(self, x: Tensor) -> Tensor:
+        """Layer 0; inputs shared by all members (B, F) become one wide GEMM over all members."""
+        w, b = self.param(0, "W"), self.param(0, "b")
+        if x.dim() == 2:
+            k, n_in, n_out = w.shape
+            wide = w.permute(1, 0, 2).reshape(n_in, k * n_out)
+            return (x @ wide).view(len(x), k, n_out).transpose(0, 1) + b
+        return torch.baddbmm(b, x, w)
+
+    def batch_norm(self, h: Tensor, i: int) -> Tensor:
+        mean_buf, var_buf = getattr(self, f"running_mean{i}"), getattr(self, f"running_var{i}")
+        if self.training:
+            mean = h.mean(dim=1, keepdim=True)
+            var = h.var(dim=1, keepdim=True, unbiased=False)
+            with torch.no_grad():
+                mean_buf.mul_(BN_MOMENTUM).add_((1 - BN_MOMENTUM) * mean.float())
+                var_buf.mul_(BN_MOMENTUM).add_((1 - BN_MOMENTUM) * var.float())
+        else:
+            mean, var = mean_buf, var_buf
+        normed = (h - mean) / torch.sqrt(var + BN_EPS)
+        return self.param(i, "gamma") * normed + self.param(i, "beta")
+
+    def forward(self, x: Tensor, step: Tensor | None = None) -> Tensor:
+        """Logits (K, B, classes) for inputs (B, F) shared by all members or (K, B, F) each.
+
+        `step` (0-dim int64 tensor) keys the dropout masks in training mode.
+        """
         act = ACTIVATIONS[self.activation]
-        h = x
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.matmul(h, weight) + bias
-            if i < last:
-                h = act(h)
+        last = len(self.layers) - 1
+        h = self.first_affine(x)
+        for i in range(len(self.layers)):
+            if i > 0:
+                h = torch.baddbmm(self.param(i, "b"), h, self.param(i, "W"))
+            if i == last:
+                break
+            if "gamma" in self.layers[i]:
+                h = self.batch_norm(h, i)
+            h = act(h)
+            if self.use_dropout:
+                if self.training:
+                    if step is None:
+                        raise ValueError("training with dropout needs the step to key its masks")
+                    keep = uniform(self.keys, step, 1 + i, tuple(h.shape[1:])) >= self.dropout
+                    h = h * keep
+                else:
+                    h = h * (1.0 - self.dropout)
         return h
 
-    def weight_tensors(self) -> list[Tensor]:
-        """The weight matrices (not biases): what L2 weight decay applies to."""
-        return list(self.weights)
+    def weight_penalty(self) -> Tensor:
+        """(K,) sum of squared weights (biases, gamma, beta excluded): the L2 term's sum."""
+        return sum(layer["W"].pow(2).sum(dim=(1, 2)) for layer in self.views)

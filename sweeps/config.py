@@ -35,6 +35,8 @@ class ModelConfig:
     activation: str = "relu"
     init: str = "he"
     init_scale: float = 0.01
+    batchnorm: bool = False
+    dropout: float = 0.0
 
 
 @dataclass
@@ -55,6 +57,10 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int = 128
     eval_batch_size: int = 10000
+    shared_batches: bool = True
+    max_members: int | None = None
+    amp: bool = False
+    compile: bool = False
     progress: bool = True
 
 

@@ -36,7 +36,14 @@ class Variant:
     def architecture(self) -> tuple[Any, ...]:
         """What members of one population must share."""
         m = self.model
-        return (m.name, m.input_size, tuple(m.hidden_sizes), m.output_size, m.activation)
+        return (
+            m.name,
+            m.input_size,
+            tuple(m.hidden_sizes),
+            m.output_size,
+            m.activation,
+            m.batchnorm,
+        )
 
     def params(self) -> dict[str, Any]:
         """What distinguishes this variant, as MLflow params: model, the rule's own
@@ -83,6 +90,8 @@ def validate_variant(v: Variant) -> None:
     check_positive(f"{prefix}model.init_scale", v.model.init_scale)
     if not v.model.hidden_sizes or min(v.model.hidden_sizes) <= 0:
         raise ConfigError(f"{prefix}model.hidden_sizes={v.model.hidden_sizes} must be positive")
+    if not 0 <= v.model.dropout < 1:
+        raise ConfigError(f"{prefix}model.dropout={v.model.dropout} must be in [0, 1)")
     if v.optimizer.weight_decay < 0:
         raise ConfigError(f"{prefix}optimizer.weight_decay must be >= 0")
 

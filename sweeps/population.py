@@ -1,14 +1,20 @@
 """A population: K variants of one architecture trained as a single stacked model.
 
-Forward and backward run once for all members (batched matmuls over the member axis); each
-member's update rule is applied to its own slice of the stacked parameters, with its own
-hyperparameters and optimizer state. Members never interact: their losses are summed only so
-that one backward pass yields every member's own gradient.
+Forward and backward run once for all members (batched matmuls over the member axis), giving
+one (K, P) gradient; each member's update rule is applied to its own rows, with its own
+hyperparameters and optimizer state. Members are stored grouped by rule, so every rule
+updates one contiguous slice. Members never interact: their losses are summed only so that
+one backward pass yields every member's own gradient.
+
+A member whose loss turns NaN/inf is frozen (its parameters stop changing) and its step is
+recorded; the others go on. Nothing here waits for the host.
 """
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,86 +23,131 @@ from models.mlp import StackedMLP
 from sweeps.optimizers import RULES, State, UpdateRule
 from sweeps.plan import Variant
 
+NOT_DIVERGED = -1
+
 
 @dataclass
 class RuleGroup:
-    """The members that share one update rule; `index` is None when that is everyone."""
+    """Members [start, stop) of the stacked model share this update rule."""
 
     rule: UpdateRule
-    index: Tensor | None
+    start: int
+    stop: int
     hyper: dict[str, Tensor]
-    states: list[State]
+    state: State
 
 
 class Population:
-    def __init__(self, variants: Sequence[Variant], device: torch.device) -> None:
-        first = variants[0].model
+    def __init__(
+        self,
+        variants: Sequence[Variant],
+        device: torch.device,
+        amp: bool = False,
+        compile: bool = False,
+    ) -> None:
         if any(v.architecture() != variants[0].architecture() for v in variants):
             raise ValueError("a population's members must share one architecture")
-        self.names = [v.name for v in variants]
-        sizes = [first.input_size, *first.hidden_sizes, first.output_size]
-        self.model = StackedMLP(len(variants), sizes, first.activation).to(device)
-        self.model.initialize(
-            [v.model.init for v in variants],
-            [v.model.init_scale for v in variants],
-            [v.seed for v in variants],
+        # Stable sort by rule: `order[j]` is the caller's index of stored member j.
+        self.order = np.array(
+            sorted(range(len(variants)), key=lambda k: variants[k].optimizer.name)
         )
-        self.params = list(self.model.parameters())
-        decay = [v.optimizer.weight_decay for v in variants]
+        members = [variants[k] for k in self.order]
+        self.names = [v.name for v in members]
+        first = members[0].model
+        self.model = StackedMLP(
+            len(members),
+            [first.input_size, *first.hidden_sizes, first.output_size],
+            first.activation,
+            batchnorm=first.batchnorm,
+            dropout=[v.model.dropout for v in members],
+        ).to(device)
+        self.model.initialize(
+            [v.model.init for v in members],
+            [v.model.init_scale for v in members],
+            [v.seed for v in members],
+        )
+        decay = [v.optimizer.weight_decay for v in members]
         self.weight_decay = torch.tensor(decay, device=device) if any(decay) else None
-        self.groups = self._rule_groups(variants, device)
+        self.groups = self._rule_groups(members, device)
+        self.amp = amp and device.type in ("cpu", "cuda")
+        self.step_count = torch.zeros((), dtype=torch.int64, device=device)
+        self.alive = torch.ones(len(members), dtype=torch.bool, device=device)
+        self.diverged_at = torch.full((len(members),), NOT_DIVERGED, device=device)
+        self.loss_fn = torch.compile(self.losses) if compile else self.losses
 
     @property
     def size(self) -> int:
         return len(self.names)
 
-    def _rule_groups(self, variants: Sequence[Variant], device: torch.device) -> list[RuleGroup]:
-        members: dict[str, list[int]] = {}
-        for k, v in enumerate(variants):
-            members.setdefault(v.optimizer.name, []).append(k)
-        groups = []
-        for name, idx in members.items():
+    @staticmethod
+    def _rule_groups(members: Sequence[Variant], device: torch.device) -> list[RuleGroup]:
+        groups: list[RuleGroup] = []
+        start = 0
+        while start < len(members):
+            name = members[start].optimizer.name
+            stop = start
+            while stop < len(members) and members[stop].optimizer.name == name:
+                stop += 1
             rule = RULES[name]
             hyper = {
                 h: torch.tensor(
-                    [float(getattr(variants[k].optimizer, h)) for k in idx], device=device
-                ).view(-1, 1, 1)
+                    [float(getattr(v.optimizer, h)) for v in members[start:stop]], device=device
+                ).view(-1, 1)
                 for h in rule.hyperparameters
             }
-            index = None if len(idx) == len(variants) else torch.tensor(idx, device=device)
-            groups.append(RuleGroup(rule, index, hyper, [{} for _ in self.params]))
+            groups.append(RuleGroup(rule, start, stop, hyper, {}))
+            start = stop
         return groups
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.model.flat.device.type, dtype=torch.bfloat16)
+
     def losses(self, x: Tensor, y: Tensor) -> Tensor:
-        """Per-member mean cross-entropy, plus 0.5*lambda*sum(W^2) over weights (not biases)."""
-        logits = self.model(x)
+        """(K,) mean cross-entropy per member, plus 0.5*lambda*sum(W^2) over weights only.
+
+        x is (B, F) with labels (B,) shared by all members, or (K, B, F) with labels (K, B).
+        """
+        with self._autocast():
+            logits = self.model(x, self.step_count)
         k, b, c = logits.shape
-        ce = F.cross_entropy(logits.reshape(k * b, c), y.repeat(k), reduction="none")
+        targets = (y.expand(k, b) if y.dim() == 1 else y).reshape(-1)
+        ce = F.cross_entropy(logits.float().reshape(k * b, c), targets, reduction="none")
         loss = ce.view(k, b).mean(dim=1)
         if self.weight_decay is not None:
-            squares = sum(w.pow(2).sum(dim=(1, 2)) for w in self.model.weight_tensors())
-            loss = loss + 0.5 * self.weight_decay * squares
+            loss = loss + 0.5 * self.weight_decay * self.model.weight_penalty()
         return loss
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One update of every member on the batch (x, y); returns the (K,) pre-update losses."""
-        loss = self.losses(x, y)
-        grads = torch.autograd.grad(loss.sum(), self.params)
+        """One update of every live member on (x, y); returns the (K,) pre-update losses."""
+        loss = self.loss_fn(x, y)
+        model = self.model
+        grad = model.flat_grad(torch.autograd.grad(loss.sum(), model.leaves()))
         with torch.no_grad():
-            for group in self.groups:
-                for param, grad, state in zip(self.params, grads, group.states, strict=True):
-                    if group.index is None:
-                        param.copy_(group.rule.step(param, grad, state, group.hyper))
-                    else:
-                        i = group.index
-                        param[i] = group.rule.step(param[i], grad[i], state, group.hyper)
+            finite = torch.isfinite(loss)
+            self.diverged_at.copy_(
+                torch.where(self.alive & ~finite, self.step_count, self.diverged_at)
+            )
+            self.alive &= finite
+            flat = model.flat
+            for g in self.groups:
+                rows = flat[g.start : g.stop]
+                new = g.rule.step(rows, grad[g.start : g.stop], g.state, g.hyper)
+                rows.copy_(torch.where(self.alive[g.start : g.stop, None], new, rows))
+            self.step_count += 1
         return loss.detach()
 
     @torch.no_grad()
     def accuracy(self, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
-        """(K,) fraction of correct argmax predictions, evaluated in chunks to bound memory."""
+        """(K,) fraction of correct argmax predictions in evaluation mode, in chunks."""
+        self.model.eval()
         correct = torch.zeros(self.size, device=x.device)
-        for start in range(0, len(y), batch_size):
-            logits = self.model(x[start : start + batch_size])
-            correct += (logits.argmax(dim=2) == y[start : start + batch_size]).sum(dim=1)
+        try:
+            for start in range(0, len(y), batch_size):
+                with self._autocast():
+                    logits = self.model(x[start : start + batch_size])
+                correct += (logits.argmax(dim=2) == y[start : start + batch_size]).sum(dim=1)
+        finally:
+            self.model.train()
         return correct / max(len(y), 1)

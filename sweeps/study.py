@@ -18,7 +18,7 @@ from sweeps.plan import Variant, expand_variants, group_by_architecture
 from sweeps.report import format_table, loss_figure, summary_table
 from sweeps.runtime import provenance_tags, resolve_device
 from sweeps.tracking import Recorder, flatten, tracking_uri
-from sweeps.train import TrainResult, train_population
+from sweeps.train import TrainResult, train_variants
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
                     "train_acc": results.train_acc[k],
                     "test_acc": results.test_acc[k],
                     "seconds": results.seconds,
+                    "diverged": bool(results.diverged_at[k] >= 0),
                 }
         table = write_report(recorder, parent, cfg, losses, finals)
         recorder.finish(parent)
@@ -117,19 +118,23 @@ def train_group(
     tags: dict[str, Any],
     label: str,
 ) -> TrainResult:
-    """Train one population and record each member in its own child run."""
-    from sweeps.population import Population
-
+    """Train variants of one architecture and record each in its own child run."""
     children = [
         recorder.start(v.name, v.params(), tags | {"sweeps.variant": v.name}, parent=parent)
         for v in group
     ]
-    pop = Population(group, data.train_x.device)
     desc = f"{cfg.study} [{label}: {', '.join(v.name for v in group)}]"
-    result = train_population(pop, data, cfg.train, cfg.seed, desc=desc)
-    for k, child in enumerate(children):
+    result = train_variants(group, data, cfg.train, cfg.seed, desc=desc)
+    for k, (v, child) in enumerate(zip(group, children, strict=True)):
         recorder.log_metrics(child, child_metrics(result, k))
-        recorder.set_tags(child, {"status": "ok"})
+        diverged = int(result.diverged_at[k])
+        status = {"status": "ok", "population.size": result.chunk}
+        if diverged >= 0:
+            log.warning(
+                "variant %r diverged at step %d (non-finite loss); frozen", v.name, diverged
+            )
+            status |= {"status": "diverged", "diverged_at": diverged}
+        recorder.set_tags(child, status)
         recorder.finish(child)
     return result
 

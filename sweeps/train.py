@@ -1,42 +1,90 @@
-"""The training loop: a population steps on one shared stream of mini-batches.
+"""The training loop: populations step on a stream of mini-batches kept on the device.
 
 Batches are drawn with replacement (the textbook's `np.random.choice(train_size, batch_size)`)
-by indexing tensors that already live on the device. Losses stay on the device until the end
-of training, so the step loop never waits for the host.
+by indexing tensors that already live on the device: one stream shared by every member
+(seeded by the study seed), or with `train.shared_batches=false` one stream per member keyed
+by its seed. Losses stay on the device until training ends, so the loop never waits for the
+host. A population too large for the device's memory is trained in chunks of members.
 """
 
+import logging
 import math
+import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from models.counter_rng import uniform
 from sweeps.config import TrainConfig
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
+from sweeps.plan import Variant
 from sweeps.population import Population
+
+log = logging.getLogger(__name__)
+
+BATCH_STREAM = 0  # counter-RNG stream for per-member batches; dropout layers use 1, 2, ...
+MEMORY_FRACTION = 0.5
 
 
 @dataclass
 class TrainResult:
-    """Per-member histories; arrays are (steps, K) or (K,)."""
+    """Per-member results, members along the last axis in the caller's order."""
 
-    losses: np.ndarray
-    train_acc: np.ndarray
-    test_acc: np.ndarray
+    losses: np.ndarray  # (steps, K)
+    train_acc: np.ndarray  # (K,)
+    test_acc: np.ndarray  # (K,)
+    diverged_at: np.ndarray  # (K,) first step with a non-finite loss, -1 if none
+    epoch_train_acc: np.ndarray  # (epochs, K); empty for iteration-based studies
+    epoch_test_acc: np.ndarray
     seconds: float
-    steps_per_epoch: int | None = None
-    epoch_train_acc: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
-    epoch_test_acc: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    steps_per_epoch: int | None
+    chunk: int  # members trained together
+
+    def take(self, order: np.ndarray) -> "TrainResult":
+        """Back to the caller's order, given `order[j]` = caller's index of stored member j."""
+        inverse = np.argsort(order)
+        return TrainResult(
+            self.losses[:, inverse],
+            self.train_acc[inverse],
+            self.test_acc[inverse],
+            self.diverged_at[inverse],
+            self.epoch_train_acc[:, inverse],
+            self.epoch_test_acc[:, inverse],
+            self.seconds,
+            self.steps_per_epoch,
+            self.chunk,
+        )
+
+
+def merge(parts: Sequence[TrainResult]) -> TrainResult:
+    """Chunks trained one after another, as one result; seconds add up."""
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts], axis=-1)
+
+    return TrainResult(
+        cat("losses"),
+        cat("train_acc"),
+        cat("test_acc"),
+        cat("diverged_at"),
+        cat("epoch_train_acc"),
+        cat("epoch_test_acc"),
+        sum(p.seconds for p in parts),
+        parts[0].steps_per_epoch,
+        max(p.chunk for p in parts),
+    )
 
 
 def schedule(train: TrainConfig, train_size: int) -> tuple[int, int | None]:
     """(total iterations, iterations per epoch or None).
 
-    An epoch is max(N / batch, 1) iterations, as in the textbook's Trainer; `train.epochs`
-    takes precedence over `train.iterations` when set.
+    An epoch is max(N / batch, 1) iterations (rounded up), as in the textbook's Trainer;
+    `train.epochs` takes precedence over `train.iterations` when set.
     """
     if train.batch_size <= 0:
         raise ConfigError(f"train.batch_size={train.batch_size} must be positive")
@@ -52,10 +100,72 @@ def schedule(train: TrainConfig, train_size: int) -> tuple[int, int | None]:
     return train.iterations, None
 
 
+def available_bytes(device: torch.device) -> int:
+    """Free memory where the population will live."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def bytes_per_member(variant: Variant, train: TrainConfig, train_size: int) -> int:
+    """A generous estimate of one member's memory: parameters with gradient, optimizer state
+    and update temporaries, plus activations of a training step or an evaluation chunk."""
+    m = variant.model
+    sizes = [m.input_size, *m.hidden_sizes, m.output_size]
+    params = sum((a + 3) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    units = sum(sizes[1:])
+    step = train.batch_size * (units * 8 + (0 if train.shared_batches else m.input_size))
+    evaluation = min(train.eval_batch_size, train_size) * units * 2
+    return 4 * (params * 6 + max(step, evaluation))
+
+
+def members_per_chunk(
+    variants: Sequence[Variant], train: TrainConfig, train_size: int, device: torch.device
+) -> int:
+    if train.max_members is not None:
+        if train.max_members <= 0:
+            raise ConfigError(f"train.max_members={train.max_members} must be positive")
+        return train.max_members
+    per_member = bytes_per_member(variants[0], train, train_size)
+    return max(1, int(available_bytes(device) * MEMORY_FRACTION) // per_member)
+
+
+def train_variants(
+    variants: Sequence[Variant], data: Dataset, train: TrainConfig, seed: int, desc: str
+) -> TrainResult:
+    """Train variants of one architecture as populations of at most the chunk size that
+    fits; halve the chunk and start over if the device still runs out of memory."""
+    device = data.train_x.device
+    chunk = members_per_chunk(variants, train, len(data.train_y), device)
+    while True:
+        parts = [variants[i : i + chunk] for i in range(0, len(variants), chunk)]
+        try:
+            results = []
+            for j, part in enumerate(parts):
+                label = f"{desc} chunk {j + 1}/{len(parts)}" if len(parts) > 1 else desc
+                pop = Population(part, device, amp=train.amp, compile=train.compile)
+                results.append(train_population(pop, data, train, seed, label).take(pop.order))
+            return merge(results)
+        except torch.OutOfMemoryError:
+            if chunk == 1:
+                raise
+            chunk = max(1, chunk // 2)
+            log.warning("out of memory: retrying with populations of %d members", chunk)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
 def train_population(
     pop: Population, data: Dataset, train: TrainConfig, seed: int, desc: str = "train"
 ) -> TrainResult:
-    """Train every member of `pop` on the same batch sequence, seeded by `seed`."""
+    """Train every member of `pop`; results in the population's stored member order."""
     total, per_epoch = schedule(train, len(data.train_y))
     device = data.train_x.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -64,7 +174,11 @@ def train_population(
     n = len(data.train_y)
     start = time.perf_counter()
     for i in tqdm(range(total), desc=desc, unit="it", disable=not train.progress, mininterval=0.5):
-        idx = torch.randint(0, n, (train.batch_size,), device=device, generator=generator)
+        if train.shared_batches:
+            idx = torch.randint(0, n, (train.batch_size,), device=device, generator=generator)
+        else:
+            u = uniform(pop.model.keys, pop.step_count, BATCH_STREAM, (train.batch_size,))
+            idx = (u * n).long().clamp_(max=n - 1)
         losses[i] = pop.step(data.train_x[idx], data.train_y[idx])
         if per_epoch and (i + 1) % per_epoch == 0:
             epoch_train.append(pop.accuracy(data.train_x, data.train_y, train.eval_batch_size))
@@ -80,8 +194,10 @@ def train_population(
         losses=losses.cpu().numpy(),
         train_acc=train_acc.cpu().numpy(),
         test_acc=test_acc.cpu().numpy(),
-        seconds=seconds,
-        steps_per_epoch=per_epoch,
+        diverged_at=pop.diverged_at.cpu().numpy(),
         epoch_train_acc=host(epoch_train),
         epoch_test_acc=host(epoch_test),
+        seconds=seconds,
+        steps_per_epoch=per_epoch,
+        chunk=pop.size,
     )

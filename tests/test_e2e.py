@@ -143,7 +143,7 @@ def test_failure_mid_study_leaves_no_run_running(
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("sweeps.study.train_population", boom)
+    monkeypatch.setattr("sweeps.study.train_variants", boom)
     with pytest.raises(RuntimeError, match="boom"):
         run_study(make_cfg("+experiment=optimizers", "train.iterations=3"))
     runs = runs_by_name(tracking_uri, "optimizers")

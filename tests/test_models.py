@@ -1,12 +1,13 @@
-"""Init statistics and the stacked MLP's shapes and member independence."""
+"""Init statistics, the stacked MLP (shapes, member independence, BN, dropout), counter RNG."""
 
 import math
 
 import pytest
 import torch
 
+from models.counter_rng import member_keys, uniform
 from models.init import init_std
-from models.mlp import StackedMLP
+from models.mlp import BN_EPS, StackedMLP
 
 
 @pytest.mark.parametrize(
@@ -24,14 +25,16 @@ def test_init_std_rejects_unknown_scheme() -> None:
 
 @pytest.mark.parametrize("scheme", ["std", "xavier", "he"])
 def test_initialized_weights_have_the_scheme_statistics(scheme: str) -> None:
-    net = StackedMLP(2, [784, 400, 300, 10])
+    net = StackedMLP(2, [784, 400, 300, 10], batchnorm=True)
     net.initialize([scheme, scheme], [0.05, 0.05], [1, 2])
-    for w, b in zip(net.weights, net.biases, strict=True):
-        fan_in = w.shape[1]
-        want = init_std(scheme, fan_in, 0.05)
+    for i, layer in enumerate(net.layers):
+        w = net.param(i, "W")
+        want = init_std(scheme, layer["W"].shape[0], 0.05)
         assert w.std().item() == pytest.approx(want, rel=0.03)
         assert abs(w.mean().item()) < 0.05 * want + 1e-4
-        assert torch.count_nonzero(b) == 0
+        assert torch.count_nonzero(net.param(i, "b")) == 0
+        if "gamma" in layer:
+            assert torch.all(net.param(i, "gamma") == 1) and torch.all(net.param(i, "beta") == 0)
 
 
 def test_same_seed_same_weights_across_populations() -> None:
@@ -39,8 +42,8 @@ def test_same_seed_same_weights_across_populations() -> None:
     a.initialize(["he"] * 3, [0.01] * 3, [7, 8, 9])
     b = StackedMLP(1, [20, 8, 4])
     b.initialize(["he"], [0.01], [8])
-    assert torch.equal(a.weights[0][1], b.weights[0][0])
-    assert not torch.equal(a.weights[0][0], a.weights[0][1])
+    assert torch.equal(a.flat[1], b.flat[0])
+    assert not torch.equal(a.flat[0], a.flat[1])
 
 
 def test_forward_shapes_and_member_independence() -> None:
@@ -49,11 +52,68 @@ def test_forward_shapes_and_member_independence() -> None:
     x = torch.randn(7, 6)
     out = net(x)
     assert out.shape == (3, 7, 4)
+    per_member = net(x.expand(3, 7, 6))
+    assert torch.allclose(out, per_member, atol=1e-6)
     with torch.no_grad():
-        net.weights[0][2].mul_(10)
+        net.flat[2].mul_(10)
     out2 = net(x)
     assert torch.equal(out[:2], out2[:2])
     assert not torch.equal(out[2], out2[2])
+
+
+def test_forward_matches_a_plain_mlp() -> None:
+    net = StackedMLP(2, [5, 4, 3], activation="sigmoid")
+    net.initialize(["he", "std"], [1.0, 0.5], [0, 1])
+    x = torch.randn(6, 5)
+    w0, b0, w1, b1 = (net.param(i, n)[1] for i in (0, 1) for n in ("W", "b"))
+    expected = torch.sigmoid(x @ w0 + b0) @ w1 + b1
+    assert torch.allclose(net(x)[1], expected, atol=1e-6)
+
+
+def test_batchnorm_normalizes_per_member_and_tracks_running_stats() -> None:
+    net = StackedMLP(2, [5, 4, 3], batchnorm=True, activation="relu")
+    net.initialize(["he", "he"], [1.0, 1.0], [0, 1])
+    x = torch.randn(64, 5) * 3 + 2
+    h = net.first_affine(x)
+    normed = net.batch_norm(h, 0)
+    assert torch.allclose(normed.mean(dim=1), torch.zeros(2, 4), atol=1e-5)
+    assert torch.allclose(normed.var(dim=1, unbiased=False), torch.ones(2, 4), atol=1e-3)
+    expected_mean = 0.1 * h.mean(dim=1, keepdim=True)
+    assert torch.allclose(net.running_mean0, expected_mean.detach(), atol=1e-6)
+    net.eval()
+    evaluated = net.batch_norm(h, 0)
+    by_hand = (h - net.running_mean0) / torch.sqrt(net.running_var0 + BN_EPS)
+    assert torch.allclose(evaluated, by_hand, atol=1e-6)
+
+
+@torch.no_grad()
+def test_dropout_masks_per_member_and_eval_scaling() -> None:
+    net = StackedMLP(2, [10, 2000, 2], dropout=[0.5, 0.0])
+    net.initialize(["he", "he"], [1.0, 1.0], [3, 3])
+    net.param(1, "W").fill_(1.0)
+    net.param(0, "W").abs_()
+    x = torch.ones(1, 10)
+    step = torch.zeros((), dtype=torch.int64)
+    full = torch.relu(net.first_affine(x)).sum(dim=2).squeeze(1)
+    trained = net(x, step).squeeze(1)[:, 0]
+    assert trained[1] == pytest.approx(float(full[1]), rel=1e-5)
+    assert 0.45 < float(trained[0] / full[0]) < 0.55
+    with pytest.raises(ValueError, match="step"):
+        net(x)
+    net.eval()
+    assert float(net(x).squeeze(1)[0, 0]) == pytest.approx(0.5 * float(full[0]), rel=1e-5)
+
+
+def test_counter_rng_streams() -> None:
+    keys = member_keys(torch.tensor([1, 2, 3]))
+    step = torch.tensor(5)
+    u = uniform(keys, step, 1, (100, 100))
+    assert u.shape == (3, 100, 100) and float(u.min()) >= 0 and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.std()) - math.sqrt(1 / 12)) < 0.01
+    assert torch.equal(u[1], uniform(member_keys(torch.tensor([2])), step, 1, (100, 100))[0])
+    assert not torch.equal(u, uniform(keys, step + 1, 1, (100, 100)))
+    assert not torch.equal(u, uniform(keys, step, 2, (100, 100)))
+    assert abs(float(torch.corrcoef(u.view(3, -1))[0, 1])) < 0.03
 
 
 def test_unknown_activation_names_the_valid_ones() -> None:
