@@ -164,3 +164,19 @@ def test_input_size_must_match_the_data(make_cfg, tracking_uri: str) -> None:
     with pytest.raises(ConfigError, match="model.input_size=100 .* have 784 features"):
         run_study(make_cfg("+experiment=optimizers", "model.input_size=100"))
     assert MlflowClient(tracking_uri).get_experiment_by_name("optimizers") is None
+
+
+def test_diverged_variant_is_tagged_and_the_others_finish(make_cfg, tracking_uri: str) -> None:
+    run_study(
+        make_cfg(
+            "+experiment=optimizers", "train.iterations=30", "~variants.momentum",
+            "~variants.adagrad", "~variants.rmsprop", "variants.adam.optimizer.lr=1e30",
+            "train.shared_batches=false", "train.max_members=1",
+        )
+    )
+    runs = runs_by_name(tracking_uri, "optimizers")
+    assert runs["adam"].data.tags["status"] == "diverged"
+    assert int(runs["adam"].data.tags["diverged_at"]) >= 0
+    assert runs["sgd"].data.tags["status"] == "ok"
+    assert runs["sgd"].data.tags["population.size"] == "1"
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}

@@ -1,0 +1,240 @@
+"""How much a population saves over training its members one after another.
+
+Measured in one run on one device and printed side by side:
+
+1. the ceiling: GFLOP/s of one large float32 matmul;
+2. step time of the optimizer study's MLP (784-100-100-100-100-10, ReLU, He init, batch 128
+   drawn from a synthetic in-memory dataset, SGD lr 0.01): the plain PyTorch single-model
+   loop ("sequential"), then `Population` with K members for each K, and the study's own
+   population of five different update rules; per-model time, speed-up over sequential and
+   achieved GFLOP/s (also as a share of the ceiling);
+3. end to end, `python -m sweeps.run +experiment=optimizers` with the population path and
+   with `train.max_members=1` (the five optimizers one after another).
+
+Run from the repository root:
+
+    python -m benchmarks.population [--device auto|cpu|cuda] [--steps 200] [--ks 1,4,16,32,100]
+        [--skip-e2e] [--e2e-overrides train.iterations=200 ...] [--json results.json]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sweeps.config import ModelConfig, OptimizerConfig
+from sweeps.plan import Variant
+from sweeps.population import Population
+
+SIZES = [784, 100, 100, 100, 100, 10]
+BATCH = 128
+DATA_SIZE = 10_000
+LR = 0.01
+WARMUP_STEPS = 20
+REPEATS = 3
+# Forward 2x, backward 4x the multiply-adds (the conventional count: the first layer's input
+# gradient, never computed since x needs no gradient, is counted too).
+FLOPS_PER_MODEL_STEP = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True))
+# The optimizer study's update rules and learning rates (conf/experiment/optimizers.yaml);
+# the other hyperparameters are OptimizerConfig's defaults, which match the study's.
+STUDY_RULES = {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "rmsprop": 0.01, "adam": 0.001}
+
+
+def progress(message: str) -> None:
+    """Say on stderr what is being measured, so a long run visibly makes progress."""
+    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so the clock measures the work and not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, warmup: int = 3, repeats: int = 5) -> float:
+    """The device's float32 ceiling: best GFLOP/s of an n x n @ n x n matmul."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(warmup):
+        a @ b
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def batch_sampler(device: torch.device) -> Callable[[], tuple[Tensor, Tensor]]:
+    """Fresh random mini-batches from a synthetic dataset held on the device, as in training."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand(DATA_SIZE, SIZES[0], device=device, generator=generator)
+    y = torch.randint(0, SIZES[-1], (DATA_SIZE,), device=device, generator=generator)
+
+    def sample() -> tuple[Tensor, Tensor]:
+        idx = torch.randint(0, DATA_SIZE, (BATCH,), device=device, generator=generator)
+        return x[idx], y[idx]
+
+    return sample
+
+
+def seconds_per_step(step: Callable[[], Any], steps: int, device: torch.device) -> float:
+    """Median over REPEATS timed runs of `steps` steps, after warm-up steps."""
+    for _ in range(WARMUP_STEPS):
+        step()
+    synchronize(device)
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        times.append((time.perf_counter() - start) / steps)
+    return statistics.median(times)
+
+
+def sequential_step(device: torch.device) -> Callable[[], Any]:
+    """The plain PyTorch loop for one model: what each run of a sequential sweep costs."""
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(SIZES[:-1], SIZES[1:], strict=True):
+        linear = nn.Linear(n_in, n_out)
+        nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+        nn.init.zeros_(linear.bias)
+        layers += [linear, nn.ReLU()]
+    model = nn.Sequential(*layers[:-1]).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    sample = batch_sampler(device)
+
+    def step() -> Tensor:
+        x, y = sample()
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def population_step(variants: list[Variant], device: torch.device) -> Callable[[], Any]:
+    """One step of a population of `variants`, on the same batch stream as sequential."""
+    pop = Population(variants, device)
+    sample = batch_sampler(device)
+    return lambda: pop.step(*sample())
+
+
+def variant(name: str, lr: float, seed: int) -> Variant:
+    return Variant(name, ModelConfig(), OptimizerConfig(name=name, lr=lr), seed)
+
+
+def step_benchmarks(device: torch.device, ks: list[int], steps: int, ceiling: float) -> list[dict]:
+    """One row per measurement; per-model speed-up is relative to the sequential loop."""
+    cases: list[tuple[str, int, Callable[[], Callable[[], Any]]]] = [
+        ("sequential", 1, lambda: sequential_step(device))
+    ]
+    for k in ks:
+        members = [variant("sgd", LR, seed) for seed in range(k)]
+        cases.append(("population", k, lambda m=members: population_step(m, device)))
+    study = [variant(name, lr, 0) for name, lr in STUDY_RULES.items()]
+    cases.append(("optimizer study (mixed rules)", 5, lambda: population_step(study, device)))
+    rows: list[dict] = []
+    for mode, k, build in cases:
+        progress(f"{mode}, K={k}: {WARMUP_STEPS} warm-up + {REPEATS} x {steps} steps")
+        seconds = seconds_per_step(build(), steps, device)
+        gflops = k * FLOPS_PER_MODEL_STEP / seconds / 1e9
+        rows.append(
+            {
+                "mode": mode,
+                "K": k,
+                "step_ms": seconds * 1e3,
+                "per_model_ms": seconds / k * 1e3,
+                "speedup_vs_sequential": rows[0]["step_ms"] / (seconds / k * 1e3) if rows else 1.0,
+                "GFLOP/s": gflops,
+                "pct_of_ceiling": 100 * gflops / ceiling,
+            }
+        )
+    return rows
+
+
+def study_seconds(device: str, overrides: list[str]) -> float:
+    """Wall time of the real optimizer-study command, in a scratch dir with its own MLflow."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable,
+            "-m",
+            "sweeps.run",
+            "+experiment=optimizers",
+            f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+            "train.progress=false",
+            "dataset.download=false",
+            f"device={device}",
+            *overrides,
+        ]
+        start = time.perf_counter()
+        proc = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per repeat")
+    parser.add_argument("--ks", default="1,4,16,32,100", help="population sizes, comma-separated")
+    parser.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end study runs")
+    parser.add_argument("--e2e-overrides", nargs="*", default=[], help="extra Hydra overrides")
+    parser.add_argument("--json", help="also write every number to this JSON file")
+    args = parser.parse_args()
+    use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    name = torch.cuda.get_device_name(device) if use_cuda else "cpu"
+    threads = "" if use_cuda else f", {torch.get_num_threads()} threads"
+    header = f"device: {name}{threads}; torch {torch.__version__}"
+    ks = [int(k) for k in args.ks.split(",")]
+
+    progress("ceiling: 2048 x 2048 float32 matmul")
+    ceiling = matmul_gflops(device)
+    rows = step_benchmarks(device, ks, args.steps, ceiling)
+    e2e: dict[str, float] = {}
+    if not args.skip_e2e:
+        for label, extra in (("population", []), ("sequential", ["train.max_members=1"])):
+            progress(f"end to end, {label}: python -m sweeps.run +experiment=optimizers")
+            e2e[f"{label}_s"] = study_seconds(device.type, [*extra, *args.e2e_overrides])
+        e2e["speedup"] = e2e["sequential_s"] / e2e["population_s"]
+
+    print(header)
+    print(f"ceiling (2048^3 float32 matmul): {ceiling:.1f} GFLOP/s")
+    print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, median of {REPEATS} x {args.steps}")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if e2e:
+        overrides = " ".join(args.e2e_overrides) or "(none)"
+        print(f"end to end, +experiment=optimizers, extra overrides: {overrides}")
+        print(f"  population (default):              {e2e['population_s']:.1f} s")
+        print(f"  sequential (train.max_members=1):  {e2e['sequential_s']:.1f} s")
+        print(f"  speed-up: {e2e['speedup']:.2f}x")
+    if args.json:
+        results = {"header": header, "ceiling_gflops": ceiling, "steps": args.steps}
+        results |= {"step_times": rows, "e2e": e2e, "e2e_overrides": args.e2e_overrides}
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
