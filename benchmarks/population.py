@@ -138,6 +138,7 @@ def population_step(variants: list[Variant], device: torch.device) -> Callable[[
 
 
 def variant(name: str, lr: float, seed: int) -> Variant:
+    """A member of the study's architecture (ModelConfig's defaults) with this rule."""
     return Variant(name, ModelConfig(), OptimizerConfig(name=name, lr=lr), seed)
 
 
@@ -155,6 +156,7 @@ def step_benchmarks(device: torch.device, ks: list[int], steps: int, ceiling: fl
     for mode, k, build in cases:
         progress(f"{mode}, K={k}: {WARMUP_STEPS} warm-up + {REPEATS} x {steps} steps")
         seconds = seconds_per_step(build(), steps, device)
+        sequential = rows[0]["step_ms"] / 1e3 if rows else seconds  # the first case
         gflops = k * FLOPS_PER_MODEL_STEP / seconds / 1e9
         rows.append(
             {
@@ -162,7 +164,7 @@ def step_benchmarks(device: torch.device, ks: list[int], steps: int, ceiling: fl
                 "K": k,
                 "step_ms": seconds * 1e3,
                 "per_model_ms": seconds / k * 1e3,
-                "speedup_vs_sequential": rows[0]["step_ms"] / (seconds / k * 1e3) if rows else 1.0,
+                "speedup_vs_sequential": sequential / (seconds / k),
                 "GFLOP/s": gflops,
                 "pct_of_ceiling": 100 * gflops / ceiling,
             }
