@@ -105,9 +105,14 @@ class StackedMLP(nn.Module):
         """Every parameter view, in the order their slots sit in a member's row."""
         return [view for layer in self.views for view in layer.values()]
 
-    def flat_grad(self, grads: list[Tensor]) -> Tensor:
-        """Gradients of `leaves()` laid out like `flat`: (K, P)."""
-        return torch.cat([g.reshape(self.members, -1) for g in grads], dim=1)
+    def flat_grad(self, grads: list[Tensor], out: Tensor | None = None) -> Tensor:
+        """Gradients of `leaves()` laid out like `flat`, (K, P), written into `out` if given
+        (one pass per layer, whatever the gradients' strides, no allocation)."""
+        out = torch.empty_like(self.flat) if out is None else out
+        slots = [slot for layer in self.layers for slot in layer.values()]
+        for slot, g in zip(slots, grads, strict=True):
+            out[:, slot.start : slot.end].view(self.members, *slot.shape).copy_(g)
+        return out
 
     @torch.no_grad()
     def initialize(

@@ -1,7 +1,9 @@
 """The textbook's update rules (ch. 6.1, `common/optimizer.py`), as pure tensor functions.
 
-Each rule maps (param, grad, state, hyperparameters) to the new param and updates `state` in
-place. Hyperparameters are tensors that broadcast against the param, so one call updates a
+Each rule writes the new param into `out` (leaving `param` itself untouched) and updates
+`state` in place. Rules allocate nothing per step and use `out` as their only scratch: for
+large populations the update, not the matmuls, bounds the step time, and fresh multi-MB
+temporaries each step cost page faults as well as memory passes. Hyperparameters are tensors that broadcast against the param, so one call updates a
 whole stack of population members, each with its own learning rate, momentum, betas, ...; the
 same rules drive the 2-D optimizer-path study.
 """
@@ -16,55 +18,74 @@ State = dict[str, Tensor]
 Hyper = Mapping[str, Tensor]
 
 
-def sgd(param: Tensor, grad: Tensor, state: State, hp: Hyper) -> Tensor:
+def _zeros(state: State, name: str, like: Tensor) -> Tensor:
+    """The state tensor `name`, created as zeros shaped like `like` on first use."""
+    if name not in state:
+        state[name] = torch.zeros_like(like)
+    return state[name]
+
+
+def sgd(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) -> None:
     """W <- W - lr * dL/dW."""
-    return param - hp["lr"] * grad
+    torch.addcmul(param, grad, hp["lr"], value=-1, out=out)
 
 
-def momentum(param: Tensor, grad: Tensor, state: State, hp: Hyper) -> Tensor:
+def momentum(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) -> None:
     """v <- momentum * v - lr * dL/dW;  W <- W + v."""
-    v = hp["momentum"] * state.get("v", torch.zeros_like(param)) - hp["lr"] * grad
-    state["v"] = v
-    return param + v
+    v = _zeros(state, "v", param)
+    v.mul_(hp["momentum"]).addcmul_(grad, hp["lr"], value=-1)
+    torch.add(param, v, out=out)
 
 
-def adagrad(param: Tensor, grad: Tensor, state: State, hp: Hyper) -> Tensor:
+def _scaled_step(
+    param: Tensor, numer: Tensor, h: Tensor, scale: Tensor, eps: Tensor, out: Tensor
+) -> None:
+    """out <- param - scale * numer / (sqrt(h) + eps), using `out` as the only scratch."""
+    torch.sqrt(h, out=out)
+    out.add_(eps)
+    torch.div(numer, out, out=out)
+    out.mul_(scale)
+    torch.sub(param, out, out=out)
+
+
+def adagrad(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) -> None:
     """h <- h + g*g;  W <- W - lr * g / (sqrt(h) + eps)."""
-    h = state.get("h", torch.zeros_like(param)) + grad * grad
-    state["h"] = h
-    return param - hp["lr"] * grad / (h.sqrt() + hp["eps"])
+    h = _zeros(state, "h", param)
+    h.addcmul_(grad, grad)
+    _scaled_step(param, grad, h, hp["lr"], hp["eps"], out)
 
 
-def rmsprop(param: Tensor, grad: Tensor, state: State, hp: Hyper) -> Tensor:
+def rmsprop(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) -> None:
     """h <- decay * h + (1 - decay) * g*g;  W <- W - lr * g / (sqrt(h) + eps)."""
-    decay = hp["decay_rate"]
-    h = decay * state.get("h", torch.zeros_like(param)) + (1 - decay) * grad * grad
-    state["h"] = h
-    return param - hp["lr"] * grad / (h.sqrt() + hp["eps"])
+    h = _zeros(state, "h", param)
+    torch.mul(grad, grad, out=out)
+    h.lerp_(out, 1 - hp["decay_rate"])
+    _scaled_step(param, grad, h, hp["lr"], hp["eps"], out)
 
 
-def adam(param: Tensor, grad: Tensor, state: State, hp: Hyper) -> Tensor:
+def adam(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) -> None:
     """The textbook's Adam: bias correction folded into the step size.
 
     lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t);  m += (1-beta1)(g - m);
     v += (1-beta2)(g^2 - v);  W <- W - lr_t * m / (sqrt(v) + eps).
     """
     beta1, beta2 = hp["beta1"], hp["beta2"]
-    t = state.get("t", torch.zeros((), device=param.device)) + 1
-    m = state.get("m", torch.zeros_like(param))
-    v = state.get("v", torch.zeros_like(param))
-    m = m + (1 - beta1) * (grad - m)
-    v = v + (1 - beta2) * (grad * grad - v)
-    state.update(t=t, m=m, v=v)
+    t = _zeros(state, "t", param.new_zeros(()))
+    m = _zeros(state, "m", param)
+    v = _zeros(state, "v", param)
+    t += 1
+    m.lerp_(grad, 1 - beta1)
+    torch.mul(grad, grad, out=out)
+    v.lerp_(out, 1 - beta2)
     lr_t = hp["lr"] * torch.sqrt(1 - beta2**t) / (1 - beta1**t)
-    return param - lr_t * m / (v.sqrt() + hp["eps"])
+    _scaled_step(param, m, v, lr_t, hp["eps"], out)
 
 
 @dataclass(frozen=True)
 class UpdateRule:
     """A rule and the hyperparameters it reads (the ones a run records as params)."""
 
-    step: Callable[[Tensor, Tensor, State, Hyper], Tensor]
+    step: Callable[[Tensor, Tensor, State, Hyper, Tensor], None]
     hyperparameters: tuple[str, ...]
 
 

@@ -74,6 +74,9 @@ class Population:
         self.alive = torch.ones(len(members), dtype=torch.bool, device=device)
         self.diverged_at = torch.full((len(members),), NOT_DIVERGED, device=device)
         self.loss_fn = torch.compile(self.losses) if compile else self.losses
+        # Per-step work buffers, allocated once: the flat gradient and the rules' output.
+        self.grad = torch.empty_like(self.model.flat)
+        self.scratch = torch.empty_like(self.model.flat)
 
     @property
     def size(self) -> int:
@@ -123,7 +126,7 @@ class Population:
         """One update of every live member on (x, y); returns the (K,) pre-update losses."""
         loss = self.loss_fn(x, y)
         model = self.model
-        grad = model.flat_grad(torch.autograd.grad(loss.sum(), model.leaves()))
+        grad = model.flat_grad(torch.autograd.grad(loss.sum(), model.leaves()), out=self.grad)
         with torch.no_grad():
             finite = torch.isfinite(loss)
             self.diverged_at.copy_(
@@ -132,9 +135,9 @@ class Population:
             self.alive &= finite
             flat = model.flat
             for g in self.groups:
-                rows = flat[g.start : g.stop]
-                new = g.rule.step(rows, grad[g.start : g.stop], g.state, g.hyper)
-                rows.copy_(torch.where(self.alive[g.start : g.stop, None], new, rows))
+                rows, new = flat[g.start : g.stop], self.scratch[g.start : g.stop]
+                g.rule.step(rows, grad[g.start : g.stop], g.state, g.hyper, new)
+                torch.where(self.alive[g.start : g.stop, None], new, rows, out=rows)
             self.step_count += 1
         return loss.detach()
 

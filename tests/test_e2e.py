@@ -169,9 +169,14 @@ def test_input_size_must_match_the_data(make_cfg, tracking_uri: str) -> None:
 def test_diverged_variant_is_tagged_and_the_others_finish(make_cfg, tracking_uri: str) -> None:
     run_study(
         make_cfg(
-            "+experiment=optimizers", "train.iterations=30", "~variants.momentum",
-            "~variants.adagrad", "~variants.rmsprop", "variants.adam.optimizer.lr=1e30",
-            "train.shared_batches=false", "train.max_members=1",
+            "+experiment=optimizers",
+            "train.iterations=30",
+            "~variants.momentum",
+            "~variants.adagrad",
+            "~variants.rmsprop",
+            "variants.adam.optimizer.lr=1e30",
+            "train.shared_batches=false",
+            "train.max_members=1",
         )
     )
     runs = runs_by_name(tracking_uri, "optimizers")

@@ -16,7 +16,9 @@ def run(rule: str, grads: list[float], p0: float = 1.0, **hyper: float) -> float
     param = torch.tensor(p0, dtype=torch.float64)
     state: dict = {}
     for g in grads:
-        param = RULES[rule].step(param, torch.tensor(g, dtype=torch.float64), state, hp(**hyper))
+        new = torch.empty_like(param)
+        RULES[rule].step(param, torch.tensor(g, dtype=torch.float64), state, hp(**hyper), new)
+        param = new
     return float(param)
 
 
@@ -64,7 +66,9 @@ def test_rules_broadcast_per_member_hyperparameters() -> None:
     param = torch.ones(3, 2, 2)
     grad = torch.ones(3, 2, 2)
     lrs = torch.tensor([0.1, 0.2, 0.3]).view(3, 1, 1)
-    new = RULES["sgd"].step(param, grad, {}, {"lr": lrs})
+    new = torch.empty_like(param)
+    RULES["sgd"].step(param, grad, {}, {"lr": lrs}, new)
+    assert torch.equal(param, torch.ones(3, 2, 2))
     assert torch.allclose(new[:, 0, 0], torch.tensor([0.9, 0.8, 0.7]))
 
 
