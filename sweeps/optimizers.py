@@ -3,9 +3,11 @@
 Each rule writes the new param into `out` (leaving `param` itself untouched) and updates
 `state` in place. Rules allocate nothing per step and use `out` as their only scratch: for
 large populations the update, not the matmuls, bounds the step time, and fresh multi-MB
-temporaries each step cost page faults as well as memory passes. Hyperparameters are tensors that broadcast against the param, so one call updates a
-whole stack of population members, each with its own learning rate, momentum, betas, ...; the
-same rules drive the 2-D optimizer-path study.
+temporaries each step cost page faults as well as memory passes.
+
+Hyperparameters are tensors that broadcast against the param, so one call updates a whole
+stack of population members, each with its own learning rate, momentum, betas, ...; the same
+rules drive the 2-D optimizer-path study.
 """
 
 from collections.abc import Callable, Mapping
