@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -42,41 +42,29 @@ class TrainResult:
     epoch_train_acc: np.ndarray  # (epochs, K); empty for iteration-based studies
     epoch_test_acc: np.ndarray
     seconds: float
-    steps_per_epoch: int | None
     chunk: int  # members trained together
 
     def take(self, order: np.ndarray) -> "TrainResult":
         """Back to the caller's order, given `order[j]` = caller's index of stored member j."""
         inverse = np.argsort(order)
-        return TrainResult(
-            self.losses[:, inverse],
-            self.train_acc[inverse],
-            self.test_acc[inverse],
-            self.diverged_at[inverse],
-            self.epoch_train_acc[:, inverse],
-            self.epoch_test_acc[:, inverse],
-            self.seconds,
-            self.steps_per_epoch,
-            self.chunk,
-        )
+        return replace(self, **{f: getattr(self, f)[..., inverse] for f in MEMBER_ARRAYS})
+
+
+MEMBER_ARRAYS = (
+    "losses",
+    "train_acc",
+    "test_acc",
+    "diverged_at",
+    "epoch_train_acc",
+    "epoch_test_acc",
+)
 
 
 def merge(parts: Sequence[TrainResult]) -> TrainResult:
     """Chunks trained one after another, as one result; seconds add up."""
-
-    def cat(name: str) -> np.ndarray:
-        return np.concatenate([getattr(p, name) for p in parts], axis=-1)
-
-    return TrainResult(
-        cat("losses"),
-        cat("train_acc"),
-        cat("test_acc"),
-        cat("diverged_at"),
-        cat("epoch_train_acc"),
-        cat("epoch_test_acc"),
-        sum(p.seconds for p in parts),
-        parts[0].steps_per_epoch,
-        max(p.chunk for p in parts),
+    arrays = {f: np.concatenate([getattr(p, f) for p in parts], axis=-1) for f in MEMBER_ARRAYS}
+    return replace(
+        parts[0], **arrays, seconds=sum(p.seconds for p in parts), chunk=max(p.chunk for p in parts)
     )
 
 
@@ -198,6 +186,5 @@ def train_population(
         epoch_train_acc=host(epoch_train),
         epoch_test_acc=host(epoch_test),
         seconds=seconds,
-        steps_per_epoch=per_epoch,
         chunk=pop.size,
     )
