@@ -14,7 +14,8 @@ Measured in one run on one device and printed side by side:
 Run from the repository root:
 
     python -m benchmarks.population [--device auto|cpu|cuda] [--steps 200] [--ks 1,4,16,32,100]
-        [--skip-e2e] [--e2e-overrides train.iterations=200 ...] [--json results.json]
+        [--options-k 32] [--skip-e2e] [--e2e-overrides train.iterations=200 ...]
+        [--json results.json]
 """
 
 import argparse
@@ -130,9 +131,12 @@ def sequential_step(device: torch.device) -> Callable[[], Any]:
     return step
 
 
-def population_step(variants: list[Variant], device: torch.device) -> Callable[[], Any]:
-    """One step of a population of `variants`, on the same batch stream as sequential."""
-    pop = Population(variants, device)
+def population_step(
+    variants: list[Variant], device: torch.device, **options: bool
+) -> Callable[[], Any]:
+    """One step of a population of `variants`, on the same batch stream as sequential;
+    `options` are Population's `amp` / `compile` switches."""
+    pop = Population(variants, device, **options)
     sample = batch_sampler(device)
     return lambda: pop.step(*sample())
 
@@ -142,14 +146,23 @@ def variant(name: str, lr: float, seed: int) -> Variant:
     return Variant(name, ModelConfig(), OptimizerConfig(name=name, lr=lr), seed)
 
 
-def step_benchmarks(device: torch.device, ks: list[int], steps: int, ceiling: float) -> list[dict]:
-    """One row per measurement; per-model speed-up is relative to the sequential loop."""
+def step_benchmarks(
+    device: torch.device, ks: list[int], steps: int, ceiling: float, options_k: int | None
+) -> list[dict]:
+    """One row per measurement; per-model speed-up is relative to the sequential loop.
+    With `options_k`, also a population of that size with bf16 autocast and with
+    torch.compile (its compilation falls in the warm-up steps, outside the timing)."""
     cases: list[tuple[str, int, Callable[[], Callable[[], Any]]]] = [
         ("sequential", 1, lambda: sequential_step(device))
     ]
     for k in ks:
         members = [variant("sgd", LR, seed) for seed in range(k)]
         cases.append(("population", k, lambda m=members: population_step(m, device)))
+    if options_k:
+        members = [variant("sgd", LR, seed) for seed in range(options_k)]
+        for option in ("amp", "compile"):
+            build = lambda m=members, o=option: population_step(m, device, **{o: True})  # noqa: E731
+            cases.append((f"population, train.{option}=true", options_k, build))
     study = [variant(name, lr, 0) for name, lr in STUDY_RULES.items()]
     cases.append(("optimizer study (mixed rules)", 5, lambda: population_step(study, device)))
     rows: list[dict] = []
@@ -200,6 +213,9 @@ def main() -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--steps", type=int, default=200, help="timed steps per repeat")
     parser.add_argument("--ks", default="1,4,16,32,100", help="population sizes, comma-separated")
+    parser.add_argument(
+        "--options-k", type=int, help="also time this K with train.amp and with train.compile"
+    )
     parser.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end study runs")
     parser.add_argument("--e2e-overrides", nargs="*", default=[], help="extra Hydra overrides")
     parser.add_argument("--json", help="also write every number to this JSON file")
@@ -213,7 +229,7 @@ def main() -> None:
 
     progress("ceiling: 2048 x 2048 float32 matmul")
     ceiling = matmul_gflops(device)
-    rows = step_benchmarks(device, ks, args.steps, ceiling)
+    rows = step_benchmarks(device, ks, args.steps, ceiling, args.options_k)
     e2e: dict[str, float] = {}
     if not args.skip_e2e:
         for label, extra in (("population", []), ("sequential", ["train.max_members=1"])):

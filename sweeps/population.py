@@ -135,9 +135,9 @@ class Population:
             self.alive &= finite
             flat = model.flat
             for g in self.groups:
-                rows, new = flat[g.start : g.stop], self.scratch[g.start : g.stop]
-                g.rule.step(rows, grad[g.start : g.stop], g.state, g.hyper, new)
-                torch.where(self.alive[g.start : g.stop, None], new, rows, out=rows)
+                rows = slice(g.start, g.stop)
+                g.rule.step(flat[rows], grad[rows], g.state, g.hyper, self.scratch[rows])
+            torch.where(self.alive[:, None], self.scratch, flat, out=flat)
             self.step_count += 1
         return loss.detach()
 
