@@ -52,17 +52,21 @@ def check_shapes(variants: list[Variant], data: Dataset) -> None:
 
 
 def child_metrics(result: TrainResult, k: int) -> list[tuple[str, float, int]]:
-    """Member k's series and final values as (key, value, step) points."""
+    """Member k's series and final values as (key, value, step) points.
+
+    `train/loss` is stepped by iteration. Accuracies are stepped by epoch in epoch-based
+    studies (the last epoch is the final value); otherwise logged once, at the last iteration.
+    """
     points = [("train/loss", v, i) for i, v in enumerate(result.losses[:, k])]
-    for e in range(len(result.epoch_train_acc)):
+    final_step = len(result.losses)
+    epochs = len(result.epoch_train_acc)
+    for e in range(epochs):
         points.append(("train/acc", result.epoch_train_acc[e, k], e + 1))
         points.append(("test/acc", result.epoch_test_acc[e, k], e + 1))
-    final_step = len(result.losses)
-    points += [
-        ("train/acc", result.train_acc[k], final_step),
-        ("test/acc", result.test_acc[k], final_step),
-        ("train/seconds", result.seconds, final_step),
-    ]
+    if not epochs:
+        points.append(("train/acc", result.train_acc[k], final_step))
+        points.append(("test/acc", result.test_acc[k], final_step))
+    points.append(("train/seconds", result.seconds, final_step))
     return points
 
 

@@ -185,3 +185,20 @@ def test_diverged_variant_is_tagged_and_the_others_finish(make_cfg, tracking_uri
     assert runs["sgd"].data.tags["status"] == "ok"
     assert runs["sgd"].data.tags["population.size"] == "1"
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
+
+
+def test_epoch_based_budget_logs_accuracy_per_epoch(make_cfg, tracking_uri: str) -> None:
+    run_study(
+        make_cfg(
+            "optimizer=sgd", "train.iterations=null", "train.epochs=2", "train.batch_size=1000"
+        )
+    )
+    runs = runs_by_name(tracking_uri, "default")
+    client = MlflowClient(tracking_uri)
+    child = runs["sgd"].info.run_id
+    assert len(client.get_metric_history(child, "train/loss")) == 8
+    history = client.get_metric_history(child, "test/acc")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert runs["sgd"].data.metrics["test/acc"] == pytest.approx(
+        max(history, key=lambda m: m.step).value
+    )
