@@ -1,8 +1,8 @@
 """MLflow recording: one parent run per invocation, one nested child run per variant.
 
 Everything goes through `MlflowClient` with explicit run ids (no fluent global state), and
-metric series are written with `log_batch` in chunks: one call per point costs tens of
-seconds per study against SQLite.
+a whole metric series is handed to one `log_batch` call (MLflow splits it into batches of
+its size limits): one call per point costs tens of seconds per study against SQLite.
 """
 
 import os
@@ -14,8 +14,6 @@ from typing import Any
 from sweeps.errors import UserError
 
 PARENT_TAG = "mlflow.parentRunId"
-BATCH = 1000  # MLflow's limit of metrics per log_batch call
-PARAM_BATCH = 100  # and of params/tags
 PARAM_VALUE_LIMIT = 6000
 
 
@@ -95,24 +93,20 @@ class Recorder:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in params.items()]
-        for i in range(0, len(items), PARAM_BATCH):
-            self.client.log_batch(run_id, params=items[i : i + PARAM_BATCH])
+        self.client.log_batch(run_id, params=items)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        for i in range(0, len(items), PARAM_BATCH):
-            self.client.log_batch(run_id, tags=items[i : i + PARAM_BATCH])
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_metrics(self, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
-        """(key, value, step) points, written in batches of MLflow's maximum size."""
+        """(key, value, step) points, all in one `log_batch` call."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(value), now, int(step)) for key, value, step in points]
-        for i in range(0, len(metrics), BATCH):
-            self.client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+        self.client.log_batch(run_id, metrics=metrics)
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
