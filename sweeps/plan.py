@@ -1,7 +1,8 @@
 """Expand a study into its variants and group them into populations.
 
 A variant is the base config with the experiment's per-variant overrides merged on top
-(`variants.NAME: {model: ..., optimizer: ..., seed: ...}`). Variants that share an
+(`variants.KEY: {name: ..., model: ..., optimizer: ..., seed: ...}`; the run is named
+`name`, or KEY when no name is given). Variants that share an
 architecture form one population; what may differ inside a population is per-member state
 (init scheme and scale, seed, optimizer type and hyperparameters).
 """
@@ -21,6 +22,7 @@ from sweeps.optimizers import RULES
 
 @dataclass
 class VariantSchema:
+    name: str | None = None  # the run name, when the key cannot be it (`std=0.01`)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     seed: int = 0
@@ -63,7 +65,8 @@ def expand_variants(cfg: DictConfig) -> list[Variant]:
     base.model = cfg.model
     base.optimizer = cfg.optimizer
     base.seed = cfg.seed
-    validate_variant(Variant("", *OmegaConf.to_object(base).__dict__.values()))
+    root: VariantSchema = OmegaConf.to_object(base)
+    validate_variant(Variant("", root.model, root.optimizer, root.seed), prefix="")
     variants = []
     for name, spec in specs.items():
         try:
@@ -71,17 +74,19 @@ def expand_variants(cfg: DictConfig) -> list[Variant]:
         except OmegaConfBaseException as err:
             raise ConfigError(
                 f"variants.{name}: {err.msg if hasattr(err, 'msg') else err} "
-                f"(a variant may set: model.*, optimizer.*, seed)"
+                f"(a variant may set: name, model.*, optimizer.*, seed)"
             ) from err
         obj: VariantSchema = OmegaConf.to_object(merged)
-        variant = Variant(str(name), obj.model, obj.optimizer, obj.seed)
-        validate_variant(variant)
+        variant = Variant(obj.name or str(name), obj.model, obj.optimizer, obj.seed)
+        validate_variant(variant, prefix=f"variants.{name}.")
         variants.append(variant)
+    names = [v.name for v in variants]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"variant names must be unique (they name the runs): {names}")
     return variants
 
 
-def validate_variant(v: Variant) -> None:
-    prefix = f"variants.{v.name}." if v.name else ""
+def validate_variant(v: Variant, prefix: str) -> None:
     check_choice(f"{prefix}optimizer.name", v.optimizer.name, list(RULES))
     check_choice(f"{prefix}model.activation", v.model.activation, list(ACTIVATIONS))
     check_choice(f"{prefix}model.init", v.model.init, INIT_SCHEMES)

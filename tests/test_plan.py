@@ -86,3 +86,11 @@ def test_schema_rejects_unknown_keys_and_wrong_types(make_cfg) -> None:
         make_cfg("train.iteratons=5")
     with pytest.raises((ConfigCompositionException, ValidationError)):
         make_cfg("train.iterations=many")
+
+
+def test_variant_names_come_from_name_or_key_and_must_be_unique(make_cfg) -> None:
+    cfg = make_cfg("+experiment=optimizers", "+variants.adam.name=adam-0.001")
+    assert expand_variants(cfg)[-1].name == "adam-0.001"
+    clash = make_cfg("+experiment=optimizers", "+variants.adam.name=sgd")
+    with pytest.raises(ConfigError, match="unique"):
+        expand_variants(clash)
