@@ -24,6 +24,7 @@ class DatasetConfig:
     download: bool = True
     download_timeout: float = 15.0
     cache_dir: str | None = None
+    train_size: int | None = None  # the textbook's "first N training samples"
 
 
 @dataclass

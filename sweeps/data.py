@@ -105,6 +105,15 @@ class Dataset:
             test_y=self.test_y.to(device),
         )
 
+    def first(self, n: int) -> "Dataset":
+        """The first n training samples (the test set unchanged), as the textbook subsets."""
+        if not 0 < n <= len(self.train_y):
+            raise DatasetError(
+                f"dataset.train_size={n} but {self.name} ({self.source}) has "
+                f"{len(self.train_y)} training samples"
+            )
+        return replace(self, train_x=self.train_x[:n], train_y=self.train_y[:n])
+
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train_y), "test": len(self.test_y)}
 

@@ -57,17 +57,49 @@ def loss_figure(
     return fig
 
 
-def summary_table(losses: pd.DataFrame, final: pd.DataFrame, smooth: bool = True) -> pd.DataFrame:
-    """One row per variant: final (smoothed) loss, train/test accuracy, seconds.
+def accuracy_figure(train: pd.DataFrame, test: pd.DataFrame, title: str):
+    """Train (solid) and test (dashed) accuracy per epoch, one panel per variant, as in the
+    textbook's overfitting figures. Frames: index epoch, one column per variant."""
+    import matplotlib
 
-    `final` is indexed by variant with columns train_acc, test_acc, seconds.
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(train.columns)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.5 * rows), squeeze=False)
+    every = max(len(train) // 20, 1)
+    for ax, name in zip(axes.flat, train.columns, strict=False):
+        ax.plot(train.index, train[name], marker="o", markevery=every, markersize=3, label="train")
+        ax.plot(
+            test.index, test[name], "--", marker="s", markevery=every, markersize=3, label="test"
+        )
+        ax.set_title(str(name))
+        ax.set_xlabel("epochs")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.0)
+        ax.legend(loc="lower right")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def summary_table(losses: pd.DataFrame, final: pd.DataFrame, smooth: bool = True) -> pd.DataFrame:
+    """One row per variant: final (smoothed) loss, train/test accuracy, their gap, seconds.
+
+    `final` is indexed by variant with columns train_acc, test_acc, seconds (and any more).
     """
     last = {
         name: (smooth_curve(losses[name].to_numpy()) if smooth else losses[name].to_numpy())[-1]
         for name in losses.columns
     }
     table = pd.DataFrame({"variant": list(last), "final_loss": list(last.values())})
-    return table.merge(final, left_on="variant", right_index=True, how="left")
+    table = table.merge(final, left_on="variant", right_index=True, how="left")
+    table.insert(table.columns.get_loc("test_acc") + 1, "gap", table.train_acc - table.test_acc)
+    return table
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -15,7 +15,7 @@ from sweeps.config import validate
 from sweeps.data import Dataset, load_dataset
 from sweeps.errors import ConfigError
 from sweeps.plan import Variant, expand_variants, group_by_architecture
-from sweeps.report import format_table, loss_figure, summary_table
+from sweeps.report import accuracy_figure, format_table, loss_figure, summary_table
 from sweeps.runtime import provenance_tags, resolve_device
 from sweeps.tracking import Recorder, flatten, tracking_uri
 from sweeps.train import TrainResult, train_variants
@@ -77,9 +77,8 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
     groups = group_by_architecture(variants)
     device = resolve_device(cfg.device)
     ds = cfg.dataset
-    data = load_dataset(
-        ds.name, ds.root, ds.strict, ds.download, ds.download_timeout, ds.cache_dir
-    ).to(device)
+    data = load_dataset(ds.name, ds.root, ds.strict, ds.download, ds.download_timeout, ds.cache_dir)
+    data = (data.first(ds.train_size) if ds.train_size else data).to(device)
     check_shapes(variants, data)
 
     tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}
@@ -88,20 +87,24 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
     try:
         parent = recorder.start(cfg.study, flatten(resolved), tags | {"sweeps.role": "study"})
         recorder.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
-        losses, finals = {}, {}
+        histories: dict[str, dict[str, Any]] = {"loss": {}, "train": {}, "test": {}}
+        finals = {}
         for i, group in enumerate(groups):
             results = train_group(
                 recorder, parent, group, data, cfg, tags, f"{i + 1}/{len(groups)}"
             )
             for k, v in enumerate(group):
-                losses[v.name] = results.losses[:, k]
+                histories["loss"][v.name] = results.losses[:, k]
+                histories["train"][v.name] = results.epoch_train_acc[:, k]
+                histories["test"][v.name] = results.epoch_test_acc[:, k]
                 finals[v.name] = {
                     "train_acc": results.train_acc[k],
                     "test_acc": results.test_acc[k],
                     "seconds": results.seconds,
                     "diverged": bool(results.diverged_at[k] >= 0),
                 }
-        table = write_report(recorder, parent, cfg, losses, finals)
+        frames = {key: pd.DataFrame(series) for key, series in histories.items()}
+        table = write_report(recorder, parent, cfg, frames, finals)
         recorder.finish(parent)
     except KeyboardInterrupt:
         recorder.abort("KILLED")
@@ -147,22 +150,33 @@ def write_report(
     recorder: Recorder,
     parent: str,
     cfg: DictConfig,
-    losses: dict[str, Any],
+    frames: dict[str, pd.DataFrame],
     finals: dict[str, dict[str, float]],
 ) -> pd.DataFrame:
-    """Figure, CSV table and console table for the study."""
+    """Figures, CSV table and console table for the study.
+
+    `frames`: "loss" (iteration x variant) and, for epoch-based studies, "train" and "test"
+    accuracy (epoch x variant). The study's figure `STUDY.png` is the textbook's: accuracy
+    curves for epoch-based studies (the loss then goes to `STUDY_loss.png`), else loss curves.
+    """
     import matplotlib.pyplot as plt
 
-    loss_frame = pd.DataFrame(losses)
-    table = summary_table(loss_frame, pd.DataFrame(finals).T, smooth=cfg.report.smooth)
-    fig = loss_figure(
-        loss_frame,
-        f"{cfg.study}: training loss",
-        cfg.report.smooth,
-        list(cfg.report.ylim) if cfg.report.ylim else None,
-    )
-    recorder.log_figure(parent, fig, f"{cfg.study}.png")
-    plt.close(fig)
+    losses = frames["loss"]
+    final = pd.DataFrame.from_dict(finals, orient="index")
+    table = summary_table(losses, final, smooth=cfg.report.smooth)
+    ylim = list(cfg.report.ylim) if cfg.report.ylim else None
+    figures = {}
+    if len(frames["train"]):
+        epochs = pd.RangeIndex(1, len(frames["train"]) + 1)
+        figures[f"{cfg.study}.png"] = accuracy_figure(
+            frames["train"].set_index(epochs), frames["test"].set_index(epochs), cfg.study
+        )
+        ylim = None
+    loss_name = f"{cfg.study}_loss.png" if figures else f"{cfg.study}.png"
+    figures[loss_name] = loss_figure(losses, f"{cfg.study}: training loss", cfg.report.smooth, ylim)
+    for name, fig in figures.items():
+        recorder.log_figure(parent, fig, name)
+        plt.close(fig)
     recorder.log_text(parent, table.to_csv(index=False), "summary.csv")
     print(f"\n{cfg.study} ({len(table)} variants)\n{format_table(table)}\n", flush=True)
     return table

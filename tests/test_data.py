@@ -363,3 +363,13 @@ def test_debian_fashion_mnist(tmp_path: Path) -> None:
     assert ds.train_x.shape == (60000, 784) and ds.test_x.shape == (10000, 784)
     assert torch.bincount(ds.train_y, minlength=10).tolist() == [6000] * 10
     assert torch.bincount(ds.test_y, minlength=10).tolist() == [1000] * 10
+
+
+def test_first_n_training_samples(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write_dataset(root)
+    data = load_offline(root, tmp_path / "cache")
+    first = data.first(10)
+    assert torch.equal(first.train_x, data.train_x[:10]) and len(first.test_y) == 20
+    with pytest.raises(DatasetError, match="dataset.train_size=51 .* 50 training samples"):
+        data.first(51)

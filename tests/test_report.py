@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps.report import format_table, loss_figure, smooth_curve, summary_table
+from sweeps.report import (
+    accuracy_figure,
+    format_table,
+    loss_figure,
+    smooth_curve,
+    summary_table,
+)
 
 
 def test_smooth_curve_keeps_length_and_constants() -> None:
@@ -32,10 +38,23 @@ def test_summary_table_and_figure() -> None:
         index=["a", "b"],
     )
     table = summary_table(losses, finals, smooth=False)
-    assert list(table.columns) == ["variant", "final_loss", "train_acc", "test_acc", "seconds"]
+    cols = ["variant", "final_loss", "train_acc", "test_acc", "gap", "seconds"]
+    assert list(table.columns) == cols
+    assert table.gap.tolist() == pytest.approx([0.1, 0.1])
     assert table.final_loss.tolist() == pytest.approx([0.1, 1.0])
     assert "0.8000" in format_table(table)
     fig = loss_figure(losses, "t", smooth=True, ylim=[0, 1])
     ax = fig.axes[0]
     assert ax.get_ylim() == (0, 1)
     assert [line.get_label() for line in ax.get_lines()] == ["a", "b"]
+
+
+def test_accuracy_figure_has_a_panel_per_variant() -> None:
+    index = pd.RangeIndex(1, 11)
+    train = pd.DataFrame({"a": np.linspace(0.1, 1, 10), "b": np.linspace(0.1, 0.9, 10)}, index)
+    test = train * 0.8
+    fig = accuracy_figure(train, test, "t")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["a", "b"]
+    assert [line.get_label() for line in visible[0].get_lines()] == ["train", "test"]
+    assert visible[1].get_lines()[1].get_linestyle() == "--"
