@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sweeps.errors import ConfigError
 
@@ -75,6 +75,10 @@ class TrackingConfig:
 class ReportConfig:
     smooth: bool = True
     ylim: list[float] | None = None
+    # Epoch-based studies: one panel per value of `panels`, one line per value of `lines`
+    # (dotted variant keys, e.g. model.init_scale / model.batchnorm); unset: a panel per variant.
+    panels: str | None = None
+    lines: str | None = None
 
 
 @dataclass
@@ -89,10 +93,21 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     variants: dict[str, Any] = field(default_factory=dict)
+    # Cartesian product over dotted variant keys, applied to every variant: {KEY: [values]}.
+    grid: dict[str, Any] = field(default_factory=dict)
+
+
+def logspace(start: float, stop: float, num: int) -> list[float]:
+    """`${logspace:0,-4,16}` in a config: numpy's logspace, the textbook's scale grids."""
+    import numpy as np
+
+    return [float(v) for v in np.logspace(float(start), float(stop), int(num))]
 
 
 def register() -> None:
     """Make the schema available to `conf/config.yaml` as `base_config`."""
+    if not OmegaConf.has_resolver("logspace"):
+        OmegaConf.register_new_resolver("logspace", logspace)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="dataset", name="base_dataset", node=DatasetConfig)

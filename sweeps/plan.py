@@ -7,6 +7,8 @@ architecture form one population; what may differ inside a population is per-mem
 (init scheme and scale, seed, optimizer type and hyperparameters).
 """
 
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +60,39 @@ class Variant:
         return params
 
 
+def grid_label(key: str, value: Any) -> str:
+    return (
+        f"{key.rsplit('.', 1)[-1]}={value:.3g}"
+        if isinstance(value, float)
+        else (f"{key.rsplit('.', 1)[-1]}={value}")
+    )
+
+
+def grid_specs(variants: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """Each variant (or the base config) crossed with every combination of the grid's values.
+
+    A grid point is named `key=value,...` after the last part of each dotted key, e.g.
+    `batchnorm=True,init_scale=0.01`, behind the variant's own name when there are variants.
+    """
+    specs: dict[str, Any] = {}
+    for name, spec in (dict(variants) or {"": {}}).items():
+        for values in itertools.product(*grid.values()):
+            pairs = list(zip(grid, values, strict=True))
+            point = ",".join(grid_label(k, v) for k, v in pairs)
+            dotlist = OmegaConf.from_dotlist([f"{k}={v}" for k, v in pairs])
+            specs[f"{name}:{point}" if name else point] = OmegaConf.merge(spec or {}, dotlist)
+    return specs
+
+
 def expand_variants(cfg: DictConfig) -> list[Variant]:
-    """One Variant per entry of `cfg.variants` (in order), or one from the base config."""
+    """One Variant per entry of `cfg.variants` (in order) crossed with `cfg.grid`, or one
+    from the base config."""
     specs = cfg.variants or {str(cfg.optimizer.name): {}}
+    if cfg.grid:
+        specs = grid_specs(
+            OmegaConf.to_container(cfg.variants, resolve=True),
+            OmegaConf.to_container(cfg.grid, resolve=True),
+        )
     base = OmegaConf.structured(VariantSchema)
     base.model = cfg.model
     base.optimizer = cfg.optimizer

@@ -87,6 +87,50 @@ def accuracy_figure(train: pd.DataFrame, test: pd.DataFrame, title: str):
     return fig
 
 
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def grid_figure(train: pd.DataFrame, keys: pd.DataFrame, panels: str, lines: str, title: str):
+    """Train accuracy per epoch, a panel per value of `panels`, a line style per value of
+    `lines`: the textbook's 4x4 BatchNorm grid (BN solid, no BN dashed, one panel per init
+    scale). `keys` is indexed by variant with the columns `panels` and `lines`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panel_values = list(dict.fromkeys(keys[panels]))
+    line_values = list(dict.fromkeys(keys[lines]))
+    cols = min(len(panel_values), 4)
+    rows = -(-len(panel_values) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, pv in zip(axes.flat, panel_values, strict=False):
+        for j, lv in enumerate(line_values):
+            match = keys.index[(keys[panels] == pv) & (keys[lines] == lv)]
+            for name in match:
+                ax.plot(
+                    train.index,
+                    train[name],
+                    LINESTYLES[j % len(LINESTYLES)],
+                    label=f"{lines.rsplit('.', 1)[-1]}={lv}",
+                )
+        ax.set_title(
+            f"{panels.rsplit('.', 1)[-1]}={pv:.3g}"
+            if isinstance(pv, float)
+            else f"{panels.rsplit('.', 1)[-1]}={pv}",
+            fontsize=9,
+        )
+        ax.set_ylim(0, 1.0)
+    for ax in list(axes.flat)[len(panel_values) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    fig.supxlabel("epochs")
+    fig.supylabel("train accuracy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def summary_table(losses: pd.DataFrame, final: pd.DataFrame, smooth: bool = True) -> pd.DataFrame:
     """One row per variant: final (smoothed) loss, train/test accuracy, their gap, seconds.
 

@@ -15,7 +15,13 @@ from sweeps.config import validate
 from sweeps.data import Dataset, load_dataset
 from sweeps.errors import ConfigError
 from sweeps.plan import Variant, expand_variants, group_by_architecture
-from sweeps.report import accuracy_figure, format_table, loss_figure, summary_table
+from sweeps.report import (
+    accuracy_figure,
+    format_table,
+    grid_figure,
+    loss_figure,
+    summary_table,
+)
 from sweeps.runtime import provenance_tags, resolve_device
 from sweeps.tracking import Recorder, flatten, tracking_uri
 from sweeps.train import TrainResult, train_variants
@@ -104,7 +110,7 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
                     "diverged": bool(results.diverged_at[k] >= 0),
                 }
         frames = {key: pd.DataFrame(series) for key, series in histories.items()}
-        table = write_report(recorder, parent, cfg, frames, finals)
+        table = write_report(recorder, parent, cfg, frames, finals, variants)
         recorder.finish(parent)
     except KeyboardInterrupt:
         recorder.abort("KILLED")
@@ -152,6 +158,7 @@ def write_report(
     cfg: DictConfig,
     frames: dict[str, pd.DataFrame],
     finals: dict[str, dict[str, float]],
+    variants: list[Variant],
 ) -> pd.DataFrame:
     """Figures, CSV table and console table for the study.
 
@@ -168,9 +175,13 @@ def write_report(
     figures = {}
     if len(frames["train"]):
         epochs = pd.RangeIndex(1, len(frames["train"]) + 1)
-        figures[f"{cfg.study}.png"] = accuracy_figure(
-            frames["train"].set_index(epochs), frames["test"].set_index(epochs), cfg.study
-        )
+        train, test = frames["train"].set_index(epochs), frames["test"].set_index(epochs)
+        if cfg.report.panels and cfg.report.lines:
+            keys = pd.DataFrame([v.params() for v in variants], index=[v.name for v in variants])
+            figure = grid_figure(train, keys, cfg.report.panels, cfg.report.lines, cfg.study)
+        else:
+            figure = accuracy_figure(train, test, cfg.study)
+        figures[f"{cfg.study}.png"] = figure
         ylim = None
     loss_name = f"{cfg.study}_loss.png" if figures else f"{cfg.study}.png"
     figures[loss_name] = loss_figure(losses, f"{cfg.study}: training loss", cfg.report.smooth, ylim)

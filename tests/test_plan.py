@@ -2,6 +2,7 @@
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from sweeps.config import validate
@@ -94,3 +95,18 @@ def test_variant_names_come_from_name_or_key_and_must_be_unique(make_cfg) -> Non
     clash = make_cfg("+experiment=optimizers", "+variants.adam.name=sgd")
     with pytest.raises(ConfigError, match="unique"):
         expand_variants(clash)
+
+
+def test_grid_crosses_variants_with_every_point(make_cfg) -> None:
+    cfg = make_cfg(
+        "+experiment=optimizers", "~variants.momentum", "~variants.adagrad", "~variants.rmsprop"
+    )
+    # As an experiment file writes it (dotted keys do not survive Hydra's override parser).
+    cfg.grid = OmegaConf.create(
+        "{model.init: [he, xavier], model.init_scale: '${logspace:0,-2,3}'}"
+    )
+    variants = expand_variants(cfg)
+    assert len(variants) == 2 * 2 * 3
+    assert variants[0].name == "sgd:init=he,init_scale=1"
+    assert variants[-1].name == "adam:init=xavier,init_scale=0.01"
+    assert variants[-1].optimizer.name == "adam" and variants[-1].model.init == "xavier"

@@ -62,3 +62,31 @@ def test_epoch_studies_log_accuracy_curves_and_the_first_n_samples(
     assert len(client.get_metric_history(child, "train/acc")) == 4
     assert len(client.get_metric_history(child, "train/loss")) == 12
     assert runs["lambda=0.1"].data.params["optimizer.weight_decay"] == "0.1"
+
+
+def test_batchnorm_study_grid(make_cfg) -> None:
+    variants = expand_variants(make_cfg("+experiment=batchnorm"))
+    assert len(variants) == 32
+    assert variants[0].name == "batchnorm=True,init_scale=1"
+    assert variants[-1].name == "batchnorm=False,init_scale=0.0001"
+    scales = [v.model.init_scale for v in variants[:16]]
+    assert scales[0] == 1.0 and scales[-1] == pytest.approx(1e-4)
+    assert all(a > b for a, b in zip(scales, scales[1:], strict=False))
+    assert {v.model.init for v in variants} == {"std"}
+    params = variants[17].params()
+    assert (params["model.batchnorm"], params["model.init_scale"]) == (False, scales[1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batchnorm_beats_no_batchnorm_at_most_small_scales(make_cfg, seed: int) -> None:
+    table = run_study(
+        make_cfg("+experiment=batchnorm", "train.epochs=10", f"seed={seed}")
+    ).set_index("variant")
+    small = [v.model.init_scale for v in expand_variants(make_cfg("+experiment=batchnorm"))]
+    small = [s for s in small[:16] if s < 0.1]
+    wins = sum(
+        table.loc[f"batchnorm=True,init_scale={s:.3g}", "train_acc"]
+        > table.loc[f"batchnorm=False,init_scale={s:.3g}", "train_acc"] + 0.1
+        for s in small
+    )
+    assert wins >= 0.75 * len(small)
