@@ -14,6 +14,7 @@ from sweeps.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 DATASETS = ("mnist", "fashion_mnist")
+KINDS = ("train", "paths", "activations")
 
 
 @dataclass
@@ -82,8 +83,27 @@ class ReportConfig:
 
 
 @dataclass
+class PathsConfig:
+    """kind=paths: minimise f(x, y) = x^2/20 + y^2 from `start` for `steps` steps."""
+
+    start: list[float] = field(default_factory=lambda: [-7.0, 2.0])
+    steps: int = 30
+
+
+@dataclass
+class ProbeConfig:
+    """kind=activations: a stack of `layers` x `width` units fed `samples` N(0, 1) inputs."""
+
+    samples: int = 1000
+    width: int = 100
+    layers: int = 5
+    bins: int = 30
+
+
+@dataclass
 class Config:
     study: str = "default"
+    kind: str = "train"
     seed: int = 0
     device: str = "auto"
     dataset: DatasetConfig = MISSING
@@ -92,6 +112,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     variants: dict[str, Any] = field(default_factory=dict)
     # Cartesian product over dotted variant keys, applied to every variant: {KEY: [values]}.
     grid: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +150,7 @@ def check_positive(key: str, value: float | None) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Checks on the top-level config; per-variant checks live in `sweeps.plan`."""
+    check_choice("kind", cfg.kind, KINDS)
     check_choice("device", cfg.device, DEVICES)
     check_choice("dataset.name", cfg.dataset.name, DATASETS)
     if not cfg.study:

@@ -2,7 +2,9 @@
 
 Order matters for the user: everything that can fail on bad input (config, device, dataset)
 runs before the first MLflow run is opened, and any later failure closes the open runs as
-FAILED (KILLED on Ctrl-C) so the store never keeps a phantom RUNNING run.
+FAILED (KILLED on Ctrl-C) so the store never keeps a phantom RUNNING run. Studies that train
+nothing (`kind: paths`, `kind: activations`) have their own modules and share the parent
+run and table plumbing here.
 """
 
 import logging
@@ -76,9 +78,31 @@ def child_metrics(result: TrainResult, k: int) -> list[tuple[str, float, int]]:
     return points
 
 
+def start_parent(recorder: Recorder, cfg: DictConfig, tags: dict[str, Any]) -> str:
+    """The invocation's parent run, with the resolved config as params and as config.yaml."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    parent = recorder.start(cfg.study, flatten(resolved), tags | {"sweeps.role": "study"})
+    recorder.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
+    return parent
+
+
+def log_table(recorder: Recorder, parent: str, study: str, table: pd.DataFrame) -> None:
+    """The summary table as summary.csv on the parent run, and on the console."""
+    recorder.log_text(parent, table.to_csv(index=False), "summary.csv")
+    print(f"\n{study} ({len(table)} variants)\n{format_table(table)}\n", flush=True)
+
+
 def run_study(cfg: DictConfig) -> pd.DataFrame:
     """Run the study `cfg` describes and return its summary table (also printed and logged)."""
     validate(cfg)
+    if cfg.kind == "paths":
+        from sweeps.paths import run_paths
+
+        return run_paths(cfg)
+    if cfg.kind == "activations":
+        from sweeps.activations import run_activations
+
+        return run_activations(cfg)
     variants = expand_variants(cfg)
     groups = group_by_architecture(variants)
     device = resolve_device(cfg.device)
@@ -89,10 +113,8 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
 
     tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}
     recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    try:
-        parent = recorder.start(cfg.study, flatten(resolved), tags | {"sweeps.role": "study"})
-        recorder.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
+    with recorder.guarded():
+        parent = start_parent(recorder, cfg, tags)
         histories: dict[str, dict[str, Any]] = {"loss": {}, "train": {}, "test": {}}
         finals = {}
         for i, group in enumerate(groups):
@@ -112,12 +134,6 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
         frames = {key: pd.DataFrame(series) for key, series in histories.items()}
         table = write_report(recorder, parent, cfg, frames, finals, variants)
         recorder.finish(parent)
-    except KeyboardInterrupt:
-        recorder.abort("KILLED")
-        raise
-    except BaseException:
-        recorder.abort("FAILED")
-        raise
     log.info("recorded in %s, experiment %r, run %s", recorder.uri, cfg.tracking.experiment, parent)
     return table
 
@@ -188,6 +204,5 @@ def write_report(
     for name, fig in figures.items():
         recorder.log_figure(parent, fig, name)
         plt.close(fig)
-    recorder.log_text(parent, table.to_csv(index=False), "summary.csv")
-    print(f"\n{cfg.study} ({len(table)} variants)\n{format_table(table)}\n", flush=True)
+    log_table(recorder, parent, cfg.study, table)
     return table

@@ -7,7 +7,8 @@ its size limits): one call per point costs tens of seconds per study against SQL
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,18 @@ class Recorder:
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
         self.open.remove(run_id)
+
+    @contextmanager
+    def guarded(self) -> Iterator[None]:
+        """Close every run still open as KILLED on Ctrl-C, FAILED on any other error."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.abort("KILLED")
+            raise
+        except BaseException:
+            self.abort("FAILED")
+            raise
 
     def abort(self, status: str = "FAILED") -> None:
         """Close every run still open, children first."""
