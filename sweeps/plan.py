@@ -75,12 +75,16 @@ def grid_specs(variants: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -
     `batchnorm=True,init_scale=0.01`, behind the variant's own name when there are variants.
     """
     specs: dict[str, Any] = {}
-    for name, spec in (dict(variants) or {"": {}}).items():
+    for key, spec in (dict(variants) or {"": {}}).items():
+        label = (spec or {}).get("name") or key
         for values in itertools.product(*grid.values()):
             pairs = list(zip(grid, values, strict=True))
             point = ",".join(grid_label(k, v) for k, v in pairs)
+            name = f"{label}:{point}" if label else point
             dotlist = OmegaConf.from_dotlist([f"{k}={v}" for k, v in pairs])
-            specs[f"{name}:{point}" if name else point] = OmegaConf.merge(spec or {}, dotlist)
+            specs[f"{key}:{point}" if key else point] = OmegaConf.merge(
+                spec or {}, dotlist, {"name": name}
+            )
     return specs
 
 

@@ -1,0 +1,120 @@
+"""kind=activations: activation histograms of a deep stack (ch. 6.2.2-6.2.3).
+
+1000 N(0, 1) inputs pass through `probe.layers` fully connected layers of `probe.width`
+units (no bias, no training), with weights drawn by each variant's init scheme; what the
+textbook shows is how each scheme keeps (or fails to keep) the activations spread out.
+"""
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+
+from models.init import init_std
+from models.mlp import ACTIVATIONS
+from sweeps.plan import Variant, expand_variants
+from sweeps.runtime import provenance_tags
+from sweeps.study import log_table, start_parent
+from sweeps.tracking import Recorder, tracking_uri
+
+# Outputs where the activation's gradient (nearly) vanishes.
+SATURATED = {
+    "sigmoid": lambda z: (z < 0.01) | (z > 0.99),
+    "tanh": lambda z: np.abs(z) > 0.99,
+    "relu": lambda z: z <= 0,
+}
+RANGES = {"sigmoid": (0, 1), "tanh": (-1, 1), "relu": (0, 1)}
+
+
+def layer_outputs(v: Variant, samples: int, width: int, layers: int) -> list[np.ndarray]:
+    """Each layer's activations for the variant's init scheme and activation, seeded."""
+    generator = torch.Generator().manual_seed(v.seed)
+    act = ACTIVATIONS[v.model.activation]
+    h = torch.randn(samples, width, generator=generator)
+    outputs = []
+    for _ in range(layers):
+        std = init_std(v.model.init, width, v.model.init_scale)
+        h = act(h @ (torch.randn(width, width, generator=generator) * std))
+        outputs.append(h.numpy())
+    return outputs
+
+
+def layer_stats(activation: str, outputs: list[np.ndarray]) -> pd.DataFrame:
+    """Per layer (1-based): mean, std and saturated fraction of the activations."""
+    return pd.DataFrame(
+        {
+            "layer": range(1, len(outputs) + 1),
+            "mean": [float(z.mean()) for z in outputs],
+            "std": [float(z.std()) for z in outputs],
+            "saturated": [float(SATURATED[activation](z).mean()) for z in outputs],
+        }
+    )
+
+
+def histogram_figure(activation: str, rows: dict[str, list[np.ndarray]], bins: int, title: str):
+    """A row per weight setting, a panel per layer, as in the textbook's histograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = len(next(iter(rows.values())))
+    fig, axes = plt.subplots(
+        len(rows), layers, figsize=(2.4 * layers, 2.0 * len(rows)), squeeze=False
+    )
+    for r, (name, outputs) in enumerate(rows.items()):
+        for i, z in enumerate(outputs):
+            ax = axes[r, i]
+            ax.hist(z.flatten(), bins, range=RANGES[activation])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{i + 1}-layer", fontsize=9)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def run_activations(cfg: DictConfig) -> pd.DataFrame:
+    import matplotlib.pyplot as plt
+
+    variants = expand_variants(cfg)
+    probe = cfg.probe
+    recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
+    tags = provenance_tags(torch.device("cpu")) | {"seed": cfg.seed}
+    with recorder.guarded():
+        parent = start_parent(recorder, cfg, tags)
+        by_activation: dict[str, dict[str, list[np.ndarray]]] = {}
+        rows = []
+        for v in variants:
+            child = recorder.start(v.name, v.params(), tags, parent=parent)
+            outputs = layer_outputs(v, probe.samples, probe.width, probe.layers)
+            stats = layer_stats(v.model.activation, outputs)
+            recorder.log_metrics(
+                child,
+                [
+                    (f"layer/{key}", row[key], int(row["layer"]))
+                    for _, row in stats.iterrows()
+                    for key in ("mean", "std", "saturated")
+                ],
+            )
+            recorder.finish(child)
+            weights = v.name.split(":")[0]
+            by_activation.setdefault(v.model.activation, {})[weights] = outputs
+            last = stats.iloc[-1]
+            rows.append(
+                {
+                    "variant": v.name,
+                    "last_mean": last["mean"],
+                    "last_std": last["std"],
+                    "last_saturated": last["saturated"],
+                }
+            )
+        for activation, settings in by_activation.items():
+            fig = histogram_figure(activation, settings, probe.bins, f"{cfg.study}: {activation}")
+            recorder.log_figure(parent, fig, f"{cfg.study}_{activation}.png")
+            plt.close(fig)
+        table = pd.DataFrame(rows)
+        log_table(recorder, parent, cfg.study, table)
+        recorder.finish(parent)
+    return table
