@@ -4,6 +4,8 @@ Inputs are pandas frames shaped like what `mlflow.search_runs` / metric historie
 so the same code can redraw a study from the tracking store.
 """
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -146,5 +148,44 @@ def summary_table(losses: pd.DataFrame, final: pd.DataFrame, smooth: bool = True
     return table
 
 
+def training_outputs(
+    study: str,
+    report: Any,
+    frames: dict[str, pd.DataFrame],
+    final: pd.DataFrame,
+    keys: pd.DataFrame,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A training study's summary table and figures (file name -> figure).
+
+    `frames`: "loss" (iteration x variant) and, for epoch-based studies, "train" and "test"
+    accuracy (epoch x variant); `final`: train_acc, test_acc, seconds, ... by variant; `keys`:
+    each variant's params (dotted keys) for grid figures; `report`: the `report` config. The
+    study's figure `STUDY.png` is the textbook's: accuracy curves for epoch-based studies (the
+    loss then goes to `STUDY_loss.png`), else loss curves.
+    """
+    losses = frames["loss"]
+    table = summary_table(losses, final, smooth=report.smooth)
+    ylim = list(report.ylim) if report.ylim else None
+    figures: dict[str, Any] = {}
+    if len(frames["train"]):
+        epochs = pd.RangeIndex(1, len(frames["train"]) + 1)
+        train, test = frames["train"].set_index(epochs), frames["test"].set_index(epochs)
+        if report.panels and report.lines:
+            figure = grid_figure(train, keys, report.panels, report.lines, study)
+        else:
+            figure = accuracy_figure(train, test, study)
+        figures[f"{study}.png"] = figure
+        ylim = None
+    loss_name = f"{study}_loss.png" if figures else f"{study}.png"
+    figures[loss_name] = loss_figure(losses, f"{study}: training loss", report.smooth, ylim)
+    return table, figures
+
+
 def format_table(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+if __name__ == "__main__":
+    from sweeps.rebuild import main
+
+    main()

@@ -17,13 +17,7 @@ from sweeps.config import validate
 from sweeps.data import Dataset, load_dataset
 from sweeps.errors import ConfigError
 from sweeps.plan import Variant, expand_variants, group_by_architecture
-from sweeps.report import (
-    accuracy_figure,
-    format_table,
-    grid_figure,
-    loss_figure,
-    summary_table,
-)
+from sweeps.report import format_table, training_outputs
 from sweeps.runtime import provenance_tags, resolve_device
 from sweeps.tracking import Recorder, flatten, tracking_uri
 from sweeps.train import TrainResult, train_variants
@@ -176,31 +170,12 @@ def write_report(
     finals: dict[str, dict[str, float]],
     variants: list[Variant],
 ) -> pd.DataFrame:
-    """Figures, CSV table and console table for the study.
-
-    `frames`: "loss" (iteration x variant) and, for epoch-based studies, "train" and "test"
-    accuracy (epoch x variant). The study's figure `STUDY.png` is the textbook's: accuracy
-    curves for epoch-based studies (the loss then goes to `STUDY_loss.png`), else loss curves.
-    """
+    """Figures, CSV table and console table for the study."""
     import matplotlib.pyplot as plt
 
-    losses = frames["loss"]
+    keys = pd.DataFrame([v.params() for v in variants], index=[v.name for v in variants])
     final = pd.DataFrame.from_dict(finals, orient="index")
-    table = summary_table(losses, final, smooth=cfg.report.smooth)
-    ylim = list(cfg.report.ylim) if cfg.report.ylim else None
-    figures = {}
-    if len(frames["train"]):
-        epochs = pd.RangeIndex(1, len(frames["train"]) + 1)
-        train, test = frames["train"].set_index(epochs), frames["test"].set_index(epochs)
-        if cfg.report.panels and cfg.report.lines:
-            keys = pd.DataFrame([v.params() for v in variants], index=[v.name for v in variants])
-            figure = grid_figure(train, keys, cfg.report.panels, cfg.report.lines, cfg.study)
-        else:
-            figure = accuracy_figure(train, test, cfg.study)
-        figures[f"{cfg.study}.png"] = figure
-        ylim = None
-    loss_name = f"{cfg.study}_loss.png" if figures else f"{cfg.study}.png"
-    figures[loss_name] = loss_figure(losses, f"{cfg.study}: training loss", cfg.report.smooth, ylim)
+    table, figures = training_outputs(cfg.study, cfg.report, frames, final, keys)
     for name, fig in figures.items():
         recorder.log_figure(parent, fig, name)
         plt.close(fig)

@@ -1,0 +1,78 @@
+"""`python -m sweeps.report` redraws a study from the MLflow store alone."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweeps.errors import UserError
+from sweeps.rebuild import rebuild
+from sweeps.study import run_study
+
+COLUMNS = ["variant", "final_loss", "train_acc", "test_acc", "gap"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "figures"),
+    [
+        (["+experiment=optimizers", "train.iterations=20"], {"optimizers.png"}),
+        (
+            ["+experiment=weight_decay", "train.epochs=3"],
+            {"weight_decay.png", "weight_decay_loss.png"},
+        ),
+    ],
+)
+def test_training_study_table_and_figures_rebuilt(
+    make_cfg, tracking_uri: str, tmp_path: Path, overrides: list[str], figures: set[str]
+) -> None:
+    cfg = make_cfg(*overrides)
+    original = run_study(cfg)
+    table, folder = rebuild(cfg.study, out=str(tmp_path / "out"), uri=tracking_uri)
+    pd.testing.assert_frame_equal(table[COLUMNS], original[COLUMNS], check_dtype=False)
+    assert {p.name for p in folder.iterdir()} == figures | {"summary.csv"}
+
+
+def test_paths_and_activations_rebuilt(make_cfg, tracking_uri: str, tmp_path: Path) -> None:
+    paths = run_study(make_cfg("+experiment=optimizer_paths"))
+    table, _ = rebuild("optimizer_paths", out=str(tmp_path / "p"), uri=tracking_uri)
+    pd.testing.assert_frame_equal(table, paths, check_dtype=False)
+    acts = run_study(make_cfg("+experiment=activations", "probe.samples=100"))
+    table, folder = rebuild("activations", out=str(tmp_path / "a"), uri=tracking_uri)
+    pd.testing.assert_frame_equal(table, acts, check_dtype=False)
+    assert len(list(folder.glob("activations_*.png"))) == 3
+
+
+def test_unknown_experiment_names_the_known_ones(make_cfg, tracking_uri: str) -> None:
+    run_study(make_cfg("+experiment=optimizer_paths"))
+    with pytest.raises(UserError, match="no MLflow experiment 'nope'.*optimizer_paths"):
+        rebuild("nope", uri=tracking_uri)
+
+
+def test_command_line(make_cfg, tracking_uri: str, tmp_path: Path) -> None:
+    run_study(make_cfg("+experiment=optimizer_paths"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeps.report",
+            "optimizer_paths",
+            "--tracking-uri",
+            tracking_uri,
+            "--out",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "AdaGrad" in proc.stdout and (tmp_path / "cli" / "optimizer_paths.png").is_file()
+    bad = subprocess.run(
+        [sys.executable, "-m", "sweeps.report", "nope", "--tracking-uri", tracking_uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "no MLflow experiment 'nope'" in bad.stderr
