@@ -14,7 +14,7 @@ from sweeps.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 DATASETS = ("mnist", "fashion_mnist")
-KINDS = ("train", "paths", "activations")
+KINDS = ("train", "paths", "activations", "suite")
 
 
 @dataclass
@@ -101,6 +101,14 @@ class ProbeConfig:
 
 
 @dataclass
+class SuiteConfig:
+    """kind=suite: run these experiments, each with `overrides` and the command line's."""
+
+    studies: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     study: str = "default"
     kind: str = "train"
@@ -114,6 +122,7 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
     variants: dict[str, Any] = field(default_factory=dict)
     # Cartesian product over dotted variant keys, applied to every variant: {KEY: [values]}.
     grid: dict[str, Any] = field(default_factory=dict)

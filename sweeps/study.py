@@ -97,6 +97,10 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
         from sweeps.activations import run_activations
 
         return run_activations(cfg)
+    if cfg.kind == "suite":
+        from sweeps.suite import run_suite
+
+        return run_suite(cfg)
     variants = expand_variants(cfg)
     groups = group_by_architecture(variants)
     device = resolve_device(cfg.device)

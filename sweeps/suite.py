@@ -1,0 +1,50 @@
+"""kind=suite: several studies from one command, one combined table at the end.
+
+Each study is composed from its own experiment file plus the suite's `overrides` and the
+overrides given on the command line (so `tracking.uri=...`, `device=...`, `seed=...` reach
+every study), runs and records exactly as it would alone.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from sweeps.errors import ConfigError
+from sweeps.report import format_table
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def command_line_overrides() -> list[str]:
+    """The invocation's overrides, less the one that chose the suite itself."""
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith("+experiment=")]
+
+
+def compose_study(name: str, overrides: list[str]) -> DictConfig:
+    experiments = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+    if name not in experiments or name == "suite":
+        valid = ", ".join(e for e in experiments if e != "suite")
+        raise ConfigError(f"suite.studies: unknown study {name!r}; valid: {valid}")
+    overrides = [f"+experiment={name}", *overrides]
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def run_suite(cfg: DictConfig) -> pd.DataFrame:
+    from sweeps.study import run_study
+
+    overrides = [*cfg.suite.overrides, *command_line_overrides()]
+    configs = [compose_study(name, overrides) for name in cfg.suite.studies]
+    tables = [run_study(study).assign(study=study.study) for study in configs]
+    combined = pd.concat(tables, ignore_index=True)
+    combined = combined[["study", *[c for c in combined.columns if c != "study"]]]
+    print(f"\nsuite ({len(configs)} studies)\n{format_table(combined)}\n", flush=True)
+    return combined
