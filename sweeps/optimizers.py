@@ -1,9 +1,9 @@
 """The textbook's update rules (ch. 6.1, `common/optimizer.py`), as pure tensor functions.
 
-Each rule writes the new param into `out` (leaving `param` itself untouched) and updates
-`state` in place. Rules allocate nothing per step and use `out` as their only scratch: for
-large populations the update, not the matmuls, bounds the step time, and fresh multi-MB
-temporaries each step cost page faults as well as memory passes.
+Each rule writes the new param into `out`, which may be `param` itself (an in-place update),
+and updates `state` in place. Rules allocate nothing per step (temporaries live in the state
+as `scratch`): for large populations the update, not the matmuls, bounds the step time, and
+fresh multi-MB temporaries each step cost page faults as well as memory passes.
 
 Hyperparameters are tensors that broadcast against the param, so one call updates a whole
 stack of population members, each with its own learning rate, momentum, betas, ...; the same
@@ -40,29 +40,36 @@ def momentum(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) 
 
 
 def _scaled_step(
-    param: Tensor, numer: Tensor, h: Tensor, scale: Tensor, eps: Tensor, out: Tensor
+    param: Tensor,
+    numer: Tensor,
+    h: Tensor,
+    scale: Tensor,
+    eps: Tensor,
+    state: State,
+    out: Tensor,
 ) -> None:
-    """out <- param - scale * numer / (sqrt(h) + eps), using `out` as the only scratch."""
-    torch.sqrt(h, out=out)
-    out.add_(eps)
-    torch.div(numer, out, out=out)
-    out.mul_(scale)
-    torch.sub(param, out, out=out)
+    """out <- param - scale * numer / (sqrt(h) + eps), through the state's scratch buffer."""
+    tmp = _zeros(state, "scratch", param)
+    torch.sqrt(h, out=tmp)
+    tmp.add_(eps)
+    torch.div(numer, tmp, out=tmp)
+    tmp.mul_(scale)
+    torch.sub(param, tmp, out=out)
 
 
 def adagrad(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) -> None:
     """h <- h + g*g;  W <- W - lr * g / (sqrt(h) + eps)."""
     h = _zeros(state, "h", param)
     h.addcmul_(grad, grad)
-    _scaled_step(param, grad, h, hp["lr"], hp["eps"], out)
+    _scaled_step(param, grad, h, hp["lr"], hp["eps"], state, out)
 
 
 def rmsprop(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) -> None:
     """h <- decay * h + (1 - decay) * g*g;  W <- W - lr * g / (sqrt(h) + eps)."""
     h = _zeros(state, "h", param)
-    torch.mul(grad, grad, out=out)
-    h.lerp_(out, 1 - hp["decay_rate"])
-    _scaled_step(param, grad, h, hp["lr"], hp["eps"], out)
+    squared = torch.mul(grad, grad, out=_zeros(state, "scratch", param))
+    h.lerp_(squared, 1 - hp["decay_rate"])
+    _scaled_step(param, grad, h, hp["lr"], hp["eps"], state, out)
 
 
 def adam(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) -> None:
@@ -77,10 +84,9 @@ def adam(param: Tensor, grad: Tensor, state: State, hp: Hyper, out: Tensor) -> N
     v = _zeros(state, "v", param)
     t += 1
     m.lerp_(grad, 1 - beta1)
-    torch.mul(grad, grad, out=out)
-    v.lerp_(out, 1 - beta2)
+    v.lerp_(torch.mul(grad, grad, out=_zeros(state, "scratch", param)), 1 - beta2)
     lr_t = hp["lr"] * torch.sqrt(1 - beta2**t) / (1 - beta1**t)
-    _scaled_step(param, m, v, lr_t, hp["eps"], out)
+    _scaled_step(param, m, v, lr_t, hp["eps"], state, out)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ updates one contiguous slice. Members never interact: their losses are summed on
 one backward pass yields every member's own gradient.
 
 A member whose loss turns NaN/inf is frozen (its parameters stop changing) and its step is
-recorded; the others go on. Nothing here waits for the host.
+recorded; the others go on. On an accelerator nothing here waits for the host.
 """
 
 import contextlib
@@ -73,6 +73,7 @@ class Population:
         self.step_count = torch.zeros((), dtype=torch.int64, device=device)
         self.alive = torch.ones(len(members), dtype=torch.bool, device=device)
         self.diverged_at = torch.full((len(members),), NOT_DIVERGED, device=device)
+        self.host_checks = device.type == "cpu"
         self.loss_fn = torch.compile(self.losses) if compile else self.losses
         # Per-step work buffers, allocated once: the flat gradient and the rules' output.
         self.grad = torch.empty_like(self.model.flat)
@@ -134,10 +135,15 @@ class Population:
             )
             self.alive &= finite
             flat = model.flat
+            # On the CPU a flag costs nothing to read, and with every member alive the rules
+            # can update in place; elsewhere that read would stall the device every step.
+            masked = not self.host_checks or not bool(self.alive.all())
+            out = self.scratch if masked else flat
             for g in self.groups:
                 rows = slice(g.start, g.stop)
-                g.rule.step(flat[rows], grad[rows], g.state, g.hyper, self.scratch[rows])
-            torch.where(self.alive[:, None], self.scratch, flat, out=flat)
+                g.rule.step(flat[rows], grad[rows], g.state, g.hyper, out[rows])
+            if masked:
+                torch.where(self.alive[:, None], self.scratch, flat, out=flat)
             self.step_count += 1
         return loss.detach()
 
