@@ -1,9 +1,12 @@
 """A population of multi-layer perceptrons (the textbook's MultiLayerNetExtend) as one module.
 
-All of member k's parameters live in row k of one flat (K, P) tensor, so an update rule is a
-handful of tensor operations on a slice of rows, however deep the network. The layers'
-tensors are leaf views into that storage: autograd computes their gradients directly (a
-slice of a single flat leaf would make every backward pass materialise a zero (K, P)
+Parameters live in two *banks*, so an update rule is a handful of tensor operations per bank
+on a slice of members, however deep the network:
+- `wide`, (in, K, out): the first layer's weights, laid out so that inputs shared by all
+  members meet every member's weights in one GEMM, forward and backward, with no copy;
+- `flat`, (K, P): everything else, member k's in row k.
+The layers' tensors are leaf views into the banks: autograd computes their gradients directly
+(a slice of a single flat leaf would make every backward pass materialise a zero (K, P)
 gradient per layer). Hidden layer: Affine -> [BatchNorm] -> activation -> [Dropout], as in
 the textbook.
 """
@@ -20,6 +23,24 @@ from models.init import init_std
 ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 BN_EPS = 1e-6  # the textbook's 10e-7
 BN_MOMENTUM = 0.9
+
+
+@dataclass(frozen=True)
+class Bank:
+    """A parameter tensor holding all members, along dimension `member_dim`."""
+
+    params: Tensor
+    member_dim: int
+
+    def members(self, t: Tensor, start: int, stop: int) -> Tensor:
+        """Members [start, stop) of `t`, a tensor laid out like `params`."""
+        return t.narrow(self.member_dim, start, stop - start)
+
+    def per_member(self, values: Tensor) -> Tensor:
+        """(k,) values shaped to broadcast against k members of this bank."""
+        shape = [1] * self.params.dim()
+        shape[self.member_dim] = -1
+        return values.view(shape)
 
 
 @dataclass(frozen=True)
@@ -62,7 +83,7 @@ class StackedMLP(nn.Module):
         self.layers: list[dict[str, Slot]] = []
         offset = 0
         for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
-            shapes = {"W": (n_in, n_out), "b": (1, n_out)}
+            shapes = {"W": (n_in, n_out), "b": (1, n_out)} if i else {"b": (1, n_out)}
             hidden = i < len(self.sizes) - 2
             if batchnorm and hidden:
                 shapes |= {"gamma": (1, n_out), "beta": (1, n_out)}
@@ -74,6 +95,7 @@ class StackedMLP(nn.Module):
                 offset = layer[name].end
             self.layers.append(layer)
         self.register_buffer("flat", torch.zeros(members, offset))
+        self.register_buffer("wide", torch.zeros(self.sizes[0], members, self.sizes[1]))
         ratios = torch.tensor(list(dropout) if dropout is not None else [0.0] * members)
         self.register_buffer("dropout", ratios.view(members, 1, 1))
         self.use_dropout = bool((ratios > 0).any())
@@ -81,7 +103,8 @@ class StackedMLP(nn.Module):
         self._bind()
 
     def _bind(self) -> None:
-        """(Re)create the leaf views into `flat`, in slot order."""
+        """(Re)create the leaf views into the banks: layer 0's W, then `flat` in slot order."""
+        self.w0 = self.wide.view(self.wide.shape).requires_grad_()
         self.views: list[dict[str, Tensor]] = [
             {
                 name: self.flat[:, slot.start : slot.end]
@@ -99,20 +122,32 @@ class StackedMLP(nn.Module):
         return self
 
     def param(self, layer: int, name: str) -> Tensor:
+        """Layer `layer`'s tensor `name` for all members: (K, *shape)."""
+        if (layer, name) == (0, "W"):
+            return self.w0.permute(1, 0, 2)
         return self.views[layer][name]
 
-    def leaves(self) -> list[Tensor]:
-        """Every parameter view, in the order their slots sit in a member's row."""
-        return [view for layer in self.views for view in layer.values()]
+    def weight_shape(self, layer: int) -> tuple[int, int]:
+        return self.sizes[layer], self.sizes[layer + 1]
 
-    def flat_grad(self, grads: list[Tensor], out: Tensor | None = None) -> Tensor:
-        """Gradients of `leaves()` laid out like `flat`, (K, P), written into `out` if given
-        (one pass per layer, whatever the gradients' strides, no allocation)."""
-        out = torch.empty_like(self.flat) if out is None else out
+    def leaves(self) -> list[Tensor]:
+        """Every parameter view: layer 0's W, then the rest in the order of their slots."""
+        return [self.w0, *(view for layer in self.views for view in layer.values())]
+
+    def banks(self) -> list[Bank]:
+        return [Bank(self.wide, 1), Bank(self.flat, 0)]
+
+    def bank_grads(self, grads: list[Tensor], flat_out: Tensor) -> list[Tensor]:
+        """Gradients of `leaves()` laid out like `banks()`: layer 0's as autograd gave it, the
+        rest copied into `flat_out` (one pass per layer, no allocation)."""
         slots = [slot for layer in self.layers for slot in layer.values()]
-        for slot, g in zip(slots, grads, strict=True):
-            out[:, slot.start : slot.end].view(self.members, *slot.shape).copy_(g)
-        return out
+        for slot, g in zip(slots, grads[1:], strict=True):
+            flat_out[:, slot.start : slot.end].view(self.members, *slot.shape).copy_(g)
+        return [grads[0], flat_out]
+
+    def member_vector(self, k: int) -> Tensor:
+        """All of member k's parameters as one vector (for comparing members)."""
+        return torch.cat([self.wide[:, k, :].flatten(), self.flat[k]])
 
     @torch.no_grad()
     def initialize(
@@ -125,10 +160,11 @@ class StackedMLP(nn.Module):
         seeds also key each member's dropout masks.
         """
         self.flat.zero_()
+        self.wide.zero_()
         for k, (scheme, scale, seed) in enumerate(zip(schemes, scales, seeds, strict=True)):
             generator = torch.Generator().manual_seed(int(seed))
             for i, layer in enumerate(self.layers):
-                fan_in, fan_out = layer["W"].shape
+                fan_in, fan_out = self.weight_shape(i)
                 std = init_std(scheme, fan_in, float(scale))
                 sample = torch.randn(fan_in, fan_out, generator=generator) * std
                 self.param(i, "W")[k].copy_(sample)
@@ -138,12 +174,11 @@ class StackedMLP(nn.Module):
 
     def first_affine(self, x: Tensor) -> Tensor:
         """Layer 0; inputs shared by all members (B, F) become one wide GEMM over all members."""
-        w, b = self.param(0, "W"), self.param(0, "b")
+        b = self.param(0, "b")
         if x.dim() == 2:
-            k, n_in, n_out = w.shape
-            wide = w.permute(1, 0, 2).reshape(n_in, k * n_out)
-            return (x @ wide).view(len(x), k, n_out).transpose(0, 1) + b
-        return torch.baddbmm(b, x, w)
+            n_in, k, n_out = self.w0.shape
+            return (x @ self.w0.view(n_in, k * n_out)).view(len(x), k, n_out).transpose(0, 1) + b
+        return torch.baddbmm(b, x, self.param(0, "W"))
 
     def batch_norm(self, h: Tensor, i: int) -> Tensor:
         mean_buf, var_buf = getattr(self, f"running_mean{i}"), getattr(self, f"running_var{i}")
@@ -186,4 +221,5 @@ class StackedMLP(nn.Module):
 
     def weight_penalty(self) -> Tensor:
         """(K,) sum of squared weights (biases, gamma, beta excluded): the L2 term's sum."""
-        return sum(layer["W"].pow(2).sum(dim=(1, 2)) for layer in self.views)
+        rest = sum(layer["W"].pow(2).sum(dim=(1, 2)) for layer in self.views[1:])
+        return self.w0.pow(2).sum(dim=(0, 2)) + rest

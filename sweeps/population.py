@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.mlp import StackedMLP
+from models.mlp import Bank, StackedMLP
 from sweeps.optimizers import RULES, State, UpdateRule
 from sweeps.plan import Variant
 
@@ -28,13 +28,14 @@ NOT_DIVERGED = -1
 
 @dataclass
 class RuleGroup:
-    """Members [start, stop) of the stacked model share this update rule."""
+    """Members [start, stop) of the stacked model share this update rule; hyperparameters
+    (shaped per bank) and optimizer state are kept per parameter bank."""
 
     rule: UpdateRule
     start: int
     stop: int
-    hyper: dict[str, Tensor]
-    state: State
+    hyper: list[dict[str, Tensor]]
+    states: list[State]
 
 
 class Population:
@@ -68,23 +69,26 @@ class Population:
         )
         decay = [v.optimizer.weight_decay for v in members]
         self.weight_decay = torch.tensor(decay, device=device) if any(decay) else None
-        self.groups = self._rule_groups(members, device)
+        self.groups = self._rule_groups(members, device, self.model.banks())
         self.amp = amp and device.type in ("cpu", "cuda")
         self.step_count = torch.zeros((), dtype=torch.int64, device=device)
         self.alive = torch.ones(len(members), dtype=torch.bool, device=device)
         self.diverged_at = torch.full((len(members),), NOT_DIVERGED, device=device)
         self.host_checks = device.type == "cpu"
         self.loss_fn = torch.compile(self.losses) if compile else self.losses
-        # Per-step work buffers, allocated once: the flat gradient and the rules' output.
-        self.grad = torch.empty_like(self.model.flat)
-        self.scratch = torch.empty_like(self.model.flat)
+        # Per-step work buffers, allocated once: the flat gradient and the masked output.
+        self.banks = self.model.banks()
+        self.flat_grad = torch.empty_like(self.model.flat)
+        self.scratch = [torch.empty_like(bank.params) for bank in self.banks]
 
     @property
     def size(self) -> int:
         return len(self.names)
 
     @staticmethod
-    def _rule_groups(members: Sequence[Variant], device: torch.device) -> list[RuleGroup]:
+    def _rule_groups(
+        members: Sequence[Variant], device: torch.device, banks: list[Bank]
+    ) -> list[RuleGroup]:
         groups: list[RuleGroup] = []
         start = 0
         while start < len(members):
@@ -93,13 +97,14 @@ class Population:
             while stop < len(members) and members[stop].optimizer.name == name:
                 stop += 1
             rule = RULES[name]
-            hyper = {
+            values = {
                 h: torch.tensor(
                     [float(getattr(v.optimizer, h)) for v in members[start:stop]], device=device
-                ).view(-1, 1)
+                )
                 for h in rule.hyperparameters
             }
-            groups.append(RuleGroup(rule, start, stop, hyper, {}))
+            hyper = [{h: bank.per_member(v) for h, v in values.items()} for bank in banks]
+            groups.append(RuleGroup(rule, start, stop, hyper, [{} for _ in banks]))
             start = stop
         return groups
 
@@ -127,23 +132,30 @@ class Population:
         """One update of every live member on (x, y); returns the (K,) pre-update losses."""
         loss = self.loss_fn(x, y)
         model = self.model
-        grad = model.flat_grad(torch.autograd.grad(loss.sum(), model.leaves()), out=self.grad)
+        grads = model.bank_grads(
+            torch.autograd.grad(loss.sum(), model.leaves()), flat_out=self.flat_grad
+        )
         with torch.no_grad():
             finite = torch.isfinite(loss)
             self.diverged_at.copy_(
                 torch.where(self.alive & ~finite, self.step_count, self.diverged_at)
             )
             self.alive &= finite
-            flat = model.flat
             # On the CPU a flag costs nothing to read, and with every member alive the rules
             # can update in place; elsewhere that read would stall the device every step.
             masked = not self.host_checks or not bool(self.alive.all())
-            out = self.scratch if masked else flat
-            for g in self.groups:
-                rows = slice(g.start, g.stop)
-                g.rule.step(flat[rows], grad[rows], g.state, g.hyper, out[rows])
-            if masked:
-                torch.where(self.alive[:, None], self.scratch, flat, out=flat)
+            for b, (bank, grad, scratch) in enumerate(
+                zip(self.banks, grads, self.scratch, strict=True)
+            ):
+                out = scratch if masked else bank.params
+                for g in self.groups:
+                    params, grad_rows, out_rows = (
+                        bank.members(t, g.start, g.stop) for t in (bank.params, grad, out)
+                    )
+                    g.rule.step(params, grad_rows, g.states[b], g.hyper[b], out_rows)
+                if masked:
+                    alive = bank.per_member(self.alive)
+                    torch.where(alive, scratch, bank.params, out=bank.params)
             self.step_count += 1
         return loss.detach()
 

@@ -29,7 +29,7 @@ def test_initialized_weights_have_the_scheme_statistics(scheme: str) -> None:
     net.initialize([scheme, scheme], [0.05, 0.05], [1, 2])
     for i, layer in enumerate(net.layers):
         w = net.param(i, "W")
-        want = init_std(scheme, layer["W"].shape[0], 0.05)
+        want = init_std(scheme, net.weight_shape(i)[0], 0.05)
         assert w.std().item() == pytest.approx(want, rel=0.03)
         assert abs(w.mean().item()) < 0.05 * want + 1e-4
         assert torch.count_nonzero(net.param(i, "b")) == 0
@@ -42,8 +42,8 @@ def test_same_seed_same_weights_across_populations() -> None:
     a.initialize(["he"] * 3, [0.01] * 3, [7, 8, 9])
     b = StackedMLP(1, [20, 8, 4])
     b.initialize(["he"], [0.01], [8])
-    assert torch.equal(a.flat[1], b.flat[0])
-    assert not torch.equal(a.flat[0], a.flat[1])
+    assert torch.equal(a.member_vector(1), b.member_vector(0))
+    assert not torch.equal(a.member_vector(0), a.member_vector(1))
 
 
 def test_forward_shapes_and_member_independence() -> None:
@@ -56,6 +56,7 @@ def test_forward_shapes_and_member_independence() -> None:
     assert torch.allclose(out, per_member, atol=1e-6)
     with torch.no_grad():
         net.flat[2].mul_(10)
+        net.wide[:, 2].mul_(10)
     out2 = net(x)
     assert torch.equal(out[:2], out2[:2])
     assert not torch.equal(out[2], out2[2])
