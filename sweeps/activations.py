@@ -14,7 +14,7 @@ from models.init import init_std
 from models.mlp import ACTIVATIONS
 from sweeps.plan import Variant, expand_variants
 from sweeps.runtime import provenance_tags
-from sweeps.study import log_table, start_parent
+from sweeps.study import finish_parent, start_parent
 from sweeps.tracking import Recorder, tracking_uri
 
 # Outputs where the activation's gradient (nearly) vanishes.
@@ -75,9 +75,22 @@ def histogram_figure(activation: str, rows: dict[str, list[np.ndarray]], bins: i
     return fig
 
 
-def run_activations(cfg: DictConfig) -> pd.DataFrame:
-    import matplotlib.pyplot as plt
+def histogram_figures(
+    study: str, by_activation: dict[str, dict[str, list[np.ndarray]]], bins: int
+) -> dict[str, object]:
+    """`STUDY_ACTIVATION.png` -> figure, for each activation's weight settings."""
+    return {
+        f"{study}_{a}.png": histogram_figure(a, settings, bins, f"{study}: {a}")
+        for a, settings in by_activation.items()
+    }
 
+
+def summary_row(name: str, last: dict[str, float]) -> dict[str, object]:
+    """A table row: the variant and its last layer's mean, std and saturated fraction."""
+    return {"variant": name} | {f"last_{k}": float(last[k]) for k in ("mean", "std", "saturated")}
+
+
+def run_activations(cfg: DictConfig) -> pd.DataFrame:
     variants = expand_variants(cfg)
     probe = cfg.probe
     recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
@@ -101,20 +114,8 @@ def run_activations(cfg: DictConfig) -> pd.DataFrame:
             recorder.finish(child)
             weights = v.name.split(":")[0]
             by_activation.setdefault(v.model.activation, {})[weights] = outputs
-            last = stats.iloc[-1]
-            rows.append(
-                {
-                    "variant": v.name,
-                    "last_mean": last["mean"],
-                    "last_std": last["std"],
-                    "last_saturated": last["saturated"],
-                }
-            )
-        for activation, settings in by_activation.items():
-            fig = histogram_figure(activation, settings, probe.bins, f"{cfg.study}: {activation}")
-            recorder.log_figure(parent, fig, f"{cfg.study}_{activation}.png")
-            plt.close(fig)
+            rows.append(summary_row(v.name, stats.iloc[-1].to_dict()))
+        figures = histogram_figures(cfg.study, by_activation, probe.bins)
         table = pd.DataFrame(rows)
-        log_table(recorder, parent, cfg.study, table)
-        recorder.finish(parent)
+        finish_parent(recorder, parent, cfg.study, table, figures)
     return table

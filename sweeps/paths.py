@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from sweeps.optimizers import RULES
 from sweeps.plan import Variant, expand_variants
 from sweeps.runtime import provenance_tags
-from sweeps.study import log_table, start_parent
+from sweeps.study import finish_parent, start_parent
 from sweeps.tracking import Recorder, tracking_uri
 
 
@@ -72,8 +72,6 @@ def paths_figure(paths: dict[str, np.ndarray], title: str):
 
 
 def run_paths(cfg: DictConfig) -> pd.DataFrame:
-    import matplotlib.pyplot as plt
-
     variants = expand_variants(cfg)
     start, steps = list(cfg.paths.start), cfg.paths.steps
     recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
@@ -95,10 +93,7 @@ def run_paths(cfg: DictConfig) -> pd.DataFrame:
             )
             recorder.finish(child)
             rows.append({"variant": v.name, "x": path[-1, 0], "y": path[-1, 1], "f": values[-1]})
-        fig = paths_figure(paths, f"{cfg.study}: f(x, y) = x^2/20 + y^2")
-        recorder.log_figure(parent, fig, f"{cfg.study}.png")
-        plt.close(fig)
+        figure = paths_figure(paths, f"{cfg.study}: f(x, y) = x^2/20 + y^2")
         table = pd.DataFrame(rows)
-        log_table(recorder, parent, cfg.study, table)
-        recorder.finish(parent)
+        finish_parent(recorder, parent, cfg.study, table, {f"{cfg.study}.png": figure})
     return table

@@ -101,7 +101,7 @@ def paths_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
 
 
 def activations_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
-    from sweeps.activations import histogram_figure, layer_outputs
+    from sweeps.activations import histogram_figures, layer_outputs, summary_row
 
     by_activation: dict[str, dict[str, list[np.ndarray]]] = {}
     rows = []
@@ -109,14 +109,10 @@ def activations_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
     for v in expand_variants(cfg):
         run_id = children[v.name].info.run_id
         last = {k: history(client, run_id, f"layer/{k}")[-1] for k in ("mean", "std", "saturated")}
-        rows.append({"variant": v.name} | {f"last_{k}": val for k, val in last.items()})
+        rows.append(summary_row(v.name, last))
         outputs = layer_outputs(v, probe.samples, probe.width, probe.layers)
         by_activation.setdefault(v.model.activation, {})[v.name.split(":")[0]] = outputs
-    figures = {
-        f"{cfg.study}_{a}.png": histogram_figure(a, settings, probe.bins, f"{cfg.study}: {a}")
-        for a, settings in by_activation.items()
-    }
-    return pd.DataFrame(rows), figures
+    return pd.DataFrame(rows), histogram_figures(cfg.study, by_activation, probe.bins)
 
 
 BUILDERS = {"train": training_study, "paths": paths_study, "activations": activations_study}

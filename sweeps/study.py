@@ -80,10 +80,18 @@ def start_parent(recorder: Recorder, cfg: DictConfig, tags: dict[str, Any]) -> s
     return parent
 
 
-def log_table(recorder: Recorder, parent: str, study: str, table: pd.DataFrame) -> None:
-    """The summary table as summary.csv on the parent run, and on the console."""
+def finish_parent(
+    recorder: Recorder, parent: str, study: str, table: pd.DataFrame, figures: dict[str, Any]
+) -> None:
+    """Log the figures and the summary table (summary.csv, and the console), close the run."""
+    import matplotlib.pyplot as plt
+
+    for name, fig in figures.items():
+        recorder.log_figure(parent, fig, name)
+        plt.close(fig)
     recorder.log_text(parent, table.to_csv(index=False), "summary.csv")
     print(f"\n{study} ({len(table)} variants)\n{format_table(table)}\n", flush=True)
+    recorder.finish(parent)
 
 
 def run_study(cfg: DictConfig) -> pd.DataFrame:
@@ -131,7 +139,6 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
                 }
         frames = {key: pd.DataFrame(series) for key, series in histories.items()}
         table = write_report(recorder, parent, cfg, frames, finals, variants)
-        recorder.finish(parent)
     log.info("recorded in %s, experiment %r, run %s", recorder.uri, cfg.tracking.experiment, parent)
     return table
 
@@ -174,14 +181,9 @@ def write_report(
     finals: dict[str, dict[str, float]],
     variants: list[Variant],
 ) -> pd.DataFrame:
-    """Figures, CSV table and console table for the study."""
-    import matplotlib.pyplot as plt
-
+    """Figures, CSV table and console table for the study; closes the parent run."""
     keys = pd.DataFrame([v.params() for v in variants], index=[v.name for v in variants])
     final = pd.DataFrame.from_dict(finals, orient="index")
     table, figures = training_outputs(cfg.study, cfg.report, frames, final, keys)
-    for name, fig in figures.items():
-        recorder.log_figure(parent, fig, name)
-        plt.close(fig)
-    log_table(recorder, parent, cfg.study, table)
+    finish_parent(recorder, parent, cfg.study, table, figures)
     return table
