@@ -1,10 +1,11 @@
 """A population: K variants of one architecture trained as a single stacked model.
 
 Forward and backward run once for all members (batched matmuls over the member axis), giving
-one (K, P) gradient; each member's update rule is applied to its own rows, with its own
-hyperparameters and optimizer state. Members are stored grouped by rule, so every rule
-updates one contiguous slice. Members never interact: their losses are summed only so that
-one backward pass yields every member's own gradient.
+the gradient of every parameter bank (see `models.mlp`); each member's update rule is applied
+to its own slice of each bank, with its own hyperparameters and optimizer state. Members are
+stored grouped by rule, so every rule updates one contiguous range of members. Members never
+interact: their losses are summed only so that one backward pass yields every member's own
+gradient.
 
 A member whose loss turns NaN/inf is frozen (its parameters stop changing) and its step is
 recorded; the others go on. On an accelerator nothing here waits for the host.
@@ -69,15 +70,15 @@ class Population:
         )
         decay = [v.optimizer.weight_decay for v in members]
         self.weight_decay = torch.tensor(decay, device=device) if any(decay) else None
-        self.groups = self._rule_groups(members, device, self.model.banks())
-        self.amp = amp and device.type in ("cpu", "cuda")
+        self.banks = self.model.banks()
+        self.groups = self._rule_groups(members, device, self.banks)
+        self.amp = amp
         self.step_count = torch.zeros((), dtype=torch.int64, device=device)
         self.alive = torch.ones(len(members), dtype=torch.bool, device=device)
         self.diverged_at = torch.full((len(members),), NOT_DIVERGED, device=device)
         self.host_checks = device.type == "cpu"
         self.loss_fn = torch.compile(self.losses) if compile else self.losses
         # Per-step work buffers, allocated once: the flat gradient and the masked output.
-        self.banks = self.model.banks()
         self.flat_grad = torch.empty_like(self.model.flat)
         self.scratch = [torch.empty_like(bank.params) for bank in self.banks]
 
