@@ -171,8 +171,11 @@ def train_population(
         if per_epoch and (i + 1) % per_epoch == 0:
             epoch_train.append(pop.accuracy(data.train_x, data.train_y, train.eval_batch_size))
             epoch_test.append(pop.accuracy(data.test_x, data.test_y, train.eval_batch_size))
-    train_acc = pop.accuracy(data.train_x, data.train_y, train.eval_batch_size)
-    test_acc = pop.accuracy(data.test_x, data.test_y, train.eval_batch_size)
+    if epoch_train:  # the last epoch's evaluation is the final one
+        train_acc, test_acc = epoch_train[-1], epoch_test[-1]
+    else:
+        train_acc = pop.accuracy(data.train_x, data.train_y, train.eval_batch_size)
+        test_acc = pop.accuracy(data.test_x, data.test_y, train.eval_batch_size)
     seconds = time.perf_counter() - start
 
     def host(rows: list[torch.Tensor]) -> np.ndarray:
