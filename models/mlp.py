@@ -115,8 +115,8 @@ class StackedMLP(nn.Module):
             for layer in self.layers
         ]
 
-    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 - nn.Module's signature
-        """Moving the module replaces `flat`; the views must follow it."""
+    def _apply(self, fn, recurse: bool = True):
+        """Moving the module replaces the banks' tensors; the views must follow them."""
         super()._apply(fn, recurse)
         self._bind()
         return self
