@@ -1,5 +1,6 @@
 """Shared fixtures: Hydra compose API on the real conf/, and a tmp MLflow store."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from omegaconf import DictConfig
 from sweeps.config import register
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 register()
 
 
@@ -39,3 +41,14 @@ def make_cfg(data_cache: Path, tracking_uri: str):
             return compose("config", overrides=[*base, *overrides])
 
     return make
+
+
+@pytest.fixture
+def debian_fashion() -> Path:
+    """Debian's full Fashion-MNIST; CI installs it and sets SWEEPS_REQUIRE_FASHION_MNIST=1,
+    so there a missing package fails instead of skipping."""
+    if not DEBIAN_FASHION.is_dir():
+        if os.environ.get("SWEEPS_REQUIRE_FASHION_MNIST") == "1":
+            pytest.fail(f"{DEBIAN_FASHION} is missing but SWEEPS_REQUIRE_FASHION_MNIST=1")
+        pytest.skip(f"{DEBIAN_FASHION} not installed (Debian package dataset-fashion-mnist)")
+    return DEBIAN_FASHION

@@ -3,7 +3,6 @@
 import dataclasses
 import gzip
 import logging
-import os
 import struct
 from pathlib import Path
 
@@ -21,7 +20,6 @@ FILES = {
     "test_x": "t10k-images-idx3-ubyte.gz",
     "test_y": "t10k-labels-idx1-ubyte.gz",
 }
-DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int | None = None) -> Path:
@@ -351,13 +349,9 @@ def test_download_that_leaves_no_files_is_reported(
 # --- Debian's Fashion-MNIST -------------------------------------------------------------------
 
 
-def test_debian_fashion_mnist(tmp_path: Path) -> None:
-    if not DEBIAN_FASHION.is_dir():
-        if os.environ.get("SWEEPS_REQUIRE_FASHION_MNIST") == "1":
-            pytest.fail(f"{DEBIAN_FASHION} is missing but SWEEPS_REQUIRE_FASHION_MNIST=1")
-        pytest.skip(f"{DEBIAN_FASHION} not installed (Debian package fashion-mnist)")
+def test_debian_fashion_mnist(tmp_path: Path, debian_fashion: Path) -> None:
     ds = load_dataset("fashion_mnist", allow_download=False, cache=str(tmp_path / "cache"))
-    assert ds.source == f"idx:{DEBIAN_FASHION}"
+    assert ds.source == f"idx:{debian_fashion}"
     assert ds.fallback is False
     assert ds.sizes() == {"train": 60000, "test": 10000}
     assert ds.train_x.shape == (60000, 784) and ds.test_x.shape == (10000, 784)

@@ -36,9 +36,21 @@ def test_dropout_shrinks_the_train_test_gap(make_cfg, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weight_decay_shrinks_the_train_test_gap(make_cfg, debian_fashion, seed: int) -> None:
+    """On a full-size test set (Debian's Fashion-MNIST, 10,000 images) the textbook's finding
+    holds clearly: lambda=0.1 stops the net from fitting the 300 samples and closes the gap."""
+    table = run_study(
+        make_cfg("+experiment=weight_decay", "dataset=fashion_mnist", f"seed={seed}")
+    ).set_index("variant")
+    assert table.loc["lambda=0", "train_acc"] > 0.99
+    assert table.loc["lambda=0.1", "gap"] < table.loc["lambda=0", "gap"] - 0.08
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_weight_decay_stops_the_net_from_fitting_the_training_set(make_cfg, seed: int) -> None:
-    """lambda=0 fits the 300 samples perfectly; lambda=0.1 does not. (The textbook's gap
-    shrinking, .19 -> .12, is much weaker here: see the issue note.)"""
+    """On the embedded MNIST subset: lambda=0 fits the 300 samples perfectly, lambda=0.1 does
+    not. The gap itself hardly shrinks on this 1,000-digit test set (it does on Fashion-MNIST
+    above), so here it is only required not to grow."""
     table = run_study(make_cfg("+experiment=weight_decay", f"seed={seed}")).set_index("variant")
     assert table.loc["lambda=0", "train_acc"] == 1.0
     assert table.loc["lambda=0.1", "train_acc"] < 0.95
