@@ -61,11 +61,9 @@ class Variant:
 
 
 def grid_label(key: str, value: Any) -> str:
-    return (
-        f"{key.rsplit('.', 1)[-1]}={value:.3g}"
-        if isinstance(value, float)
-        else (f"{key.rsplit('.', 1)[-1]}={value}")
-    )
+    """`init_scale=0.0464` for (`model.init_scale`, 0.04641...): run names, figure titles."""
+    shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+    return f"{key.rsplit('.', 1)[-1]}={shown}"
 
 
 def grid_specs(variants: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> dict[str, Any]:

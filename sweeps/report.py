@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sweeps.plan import grid_label
+
 SMOOTH_WINDOW = 11
 MARKERS = ("o", "x", "s", "^", "D", "v", "*", "P")
 
@@ -114,14 +116,9 @@ def grid_figure(train: pd.DataFrame, keys: pd.DataFrame, panels: str, lines: str
                     train.index,
                     train[name],
                     LINESTYLES[j % len(LINESTYLES)],
-                    label=f"{lines.rsplit('.', 1)[-1]}={lv}",
+                    label=grid_label(lines, lv),
                 )
-        ax.set_title(
-            f"{panels.rsplit('.', 1)[-1]}={pv:.3g}"
-            if isinstance(pv, float)
-            else f"{panels.rsplit('.', 1)[-1]}={pv}",
-            fontsize=9,
-        )
+        ax.set_title(grid_label(panels, pv), fontsize=9)
         ax.set_ylim(0, 1.0)
     for ax in list(axes.flat)[len(panel_values) :]:
         ax.set_visible(False)
