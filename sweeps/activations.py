@@ -76,9 +76,13 @@ def histogram_figure(activation: str, rows: dict[str, list[np.ndarray]], bins: i
 
 
 def histogram_figures(
-    study: str, by_activation: dict[str, dict[str, list[np.ndarray]]], bins: int
+    study: str, outputs: list[tuple[Variant, list[np.ndarray]]], bins: int
 ) -> dict[str, object]:
-    """`STUDY_ACTIVATION.png` -> figure, for each activation's weight settings."""
+    """`STUDY_ACTIVATION.png` -> figure: a row per weight setting (the variant's name before
+    the grid point) of each activation's variants."""
+    by_activation: dict[str, dict[str, list[np.ndarray]]] = {}
+    for v, layers in outputs:
+        by_activation.setdefault(v.model.activation, {})[v.name.split(":")[0]] = layers
     return {
         f"{study}_{a}.png": histogram_figure(a, settings, bins, f"{study}: {a}")
         for a, settings in by_activation.items()
@@ -97,7 +101,7 @@ def run_activations(cfg: DictConfig) -> pd.DataFrame:
     tags = provenance_tags(torch.device("cpu")) | {"seed": cfg.seed}
     with recorder.guarded():
         parent = start_parent(recorder, cfg, tags)
-        by_activation: dict[str, dict[str, list[np.ndarray]]] = {}
+        collected: list[tuple[Variant, list[np.ndarray]]] = []
         rows = []
         for v in variants:
             child = recorder.start(v.name, v.params(), tags, parent=parent)
@@ -112,10 +116,9 @@ def run_activations(cfg: DictConfig) -> pd.DataFrame:
                 ],
             )
             recorder.finish(child)
-            weights = v.name.split(":")[0]
-            by_activation.setdefault(v.model.activation, {})[weights] = outputs
+            collected.append((v, outputs))
             rows.append(summary_row(v.name, stats.iloc[-1].to_dict()))
-        figures = histogram_figures(cfg.study, by_activation, probe.bins)
+        figures = histogram_figures(cfg.study, collected, probe.bins)
         table = pd.DataFrame(rows)
         finish_parent(recorder, parent, cfg.study, table, figures)
     return table

@@ -71,6 +71,16 @@ def paths_figure(paths: dict[str, np.ndarray], title: str):
     return fig
 
 
+def paths_outputs(study: str, paths: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict]:
+    """The study's table (each path's end point and f there) and its figure."""
+    rows = [
+        {"variant": name, "x": path[-1, 0], "y": path[-1, 1], "f": f(path[-1])}
+        for name, path in paths.items()
+    ]
+    figure = paths_figure(paths, f"{study}: f(x, y) = x^2/20 + y^2")
+    return pd.DataFrame(rows), {f"{study}.png": figure}
+
+
 def run_paths(cfg: DictConfig) -> pd.DataFrame:
     variants = expand_variants(cfg)
     start, steps = list(cfg.paths.start), cfg.paths.steps
@@ -78,7 +88,7 @@ def run_paths(cfg: DictConfig) -> pd.DataFrame:
     tags = provenance_tags(torch.device("cpu")) | {"seed": cfg.seed}
     with recorder.guarded():
         parent = start_parent(recorder, cfg, tags)
-        paths, rows = {}, []
+        paths = {}
         for v in variants:
             child = recorder.start(v.name, v.params(), tags, parent=parent)
             path = paths[v.name] = optimizer_path(v, start, steps)
@@ -92,8 +102,6 @@ def run_paths(cfg: DictConfig) -> pd.DataFrame:
                 ],
             )
             recorder.finish(child)
-            rows.append({"variant": v.name, "x": path[-1, 0], "y": path[-1, 1], "f": values[-1]})
-        figure = paths_figure(paths, f"{cfg.study}: f(x, y) = x^2/20 + y^2")
-        table = pd.DataFrame(rows)
-        finish_parent(recorder, parent, cfg.study, table, {f"{cfg.study}.png": figure})
+        table, figures = paths_outputs(cfg.study, paths)
+        finish_parent(recorder, parent, cfg.study, table, figures)
     return table

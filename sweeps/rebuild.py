@@ -88,31 +88,28 @@ def training_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
 
 
 def paths_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
-    from sweeps.paths import f, paths_figure
+    from sweeps.paths import paths_outputs
 
-    paths, rows = {}, []
+    paths = {}
     for v in expand_variants(cfg):
         run_id = children[v.name].info.run_id
-        path = np.stack([history(client, run_id, "x"), history(client, run_id, "y")], axis=1)
-        paths[v.name] = path
-        rows.append({"variant": v.name, "x": path[-1, 0], "y": path[-1, 1], "f": f(path[-1])})
-    figure = paths_figure(paths, f"{cfg.study}: f(x, y) = x^2/20 + y^2")
-    return pd.DataFrame(rows), {f"{cfg.study}.png": figure}
+        paths[v.name] = np.stack(
+            [history(client, run_id, "x"), history(client, run_id, "y")], axis=1
+        )
+    return paths_outputs(cfg.study, paths)
 
 
 def activations_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
     from sweeps.activations import histogram_figures, layer_outputs, summary_row
 
-    by_activation: dict[str, dict[str, list[np.ndarray]]] = {}
-    rows = []
+    rows, collected = [], []
     probe = cfg.probe
     for v in expand_variants(cfg):
         run_id = children[v.name].info.run_id
         last = {k: history(client, run_id, f"layer/{k}")[-1] for k in ("mean", "std", "saturated")}
         rows.append(summary_row(v.name, last))
-        outputs = layer_outputs(v, probe.samples, probe.width, probe.layers)
-        by_activation.setdefault(v.model.activation, {})[v.name.split(":")[0]] = outputs
-    return pd.DataFrame(rows), histogram_figures(cfg.study, by_activation, probe.bins)
+        collected.append((v, layer_outputs(v, probe.samples, probe.width, probe.layers)))
+    return pd.DataFrame(rows), histogram_figures(cfg.study, collected, probe.bins)
 
 
 BUILDERS = {"train": training_study, "paths": paths_study, "activations": activations_study}
