@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweeps.config import validate
 from sweeps.data import Dataset, load_dataset
 from sweeps.errors import ConfigError
+from sweeps.multirun import multirun_parent
 from sweeps.plan import Variant, expand_variants, group_by_architecture
 from sweeps.report import format_table, training_outputs
 from sweeps.runtime import provenance_tags, resolve_device
@@ -73,9 +74,15 @@ def child_metrics(result: TrainResult, k: int) -> list[tuple[str, float, int]]:
 
 
 def start_parent(recorder: Recorder, cfg: DictConfig, tags: dict[str, Any]) -> str:
-    """The invocation's parent run, with the resolved config as params and as config.yaml."""
+    """The invocation's parent run, with the resolved config as params and as config.yaml;
+    in a Hydra multirun, itself a child of the multirun's run."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    parent = recorder.start(cfg.study, flatten(resolved), tags | {"sweeps.role": "study"})
+    parent = recorder.start(
+        cfg.study,
+        flatten(resolved),
+        tags | {"sweeps.role": "study"},
+        parent=multirun_parent(recorder),
+    )
     recorder.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
     return parent
 

@@ -1,0 +1,167 @@
+"""Hydra multiruns (`-m`): one MLflow parent run, each job's study run nested under it."""
+
+import itertools
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from sweeps.multirun import PARENT_ENV
+from sweeps.study import run_study
+from sweeps.tracking import PARENT_TAG, Recorder
+
+TINY = ["train.iterations=5", "train.progress=false", "device=cpu", "dataset.download=false"]
+
+
+def sweeps_multirun(
+    cwd: Path, data_cache: Path, *overrides: str, prelude: str = ""
+) -> subprocess.CompletedProcess:
+    """`python -m sweeps.run -m ...` with tiny budgets; `prelude` runs first, in the same
+    process, to make a job fail in ways no config value can."""
+    if prelude:
+        run = 'runpy.run_module("sweeps.run", run_name="__main__", alter_sys=True)'
+        command = ["-c", f"import runpy\n{prelude}\n{run}"]
+    else:
+        command = ["-m", "sweeps.run"]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", PARENT_ENV)}
+    return subprocess.run(
+        [
+            sys.executable,
+            *command,
+            "-m",
+            *overrides,
+            *TINY,
+            f"dataset.cache_dir={data_cache}",
+            f"hydra.sweep.dir={cwd / 'sweep'}",
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def runs_by_role(uri: str, experiment: str) -> dict[str, list[Run]]:
+    """multirun / study / variant (the runs without a role) -> runs."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"experiment {experiment!r} missing"
+    roles: dict[str, list[Run]] = {"multirun": [], "study": [], "variant": []}
+    for run in client.search_runs([exp.experiment_id]):
+        roles[run.data.tags.get("sweeps.role", "variant")].append(run)
+    return roles
+
+
+def test_grid_is_one_parent_with_a_child_per_job(
+    tmp_path: Path, data_cache: Path, tracking_uri: str
+) -> None:
+    proc = sweeps_multirun(
+        tmp_path,
+        data_cache,
+        "optimizer=sgd,adam",
+        "model.init=he,xavier",
+        f"tracking.uri={tracking_uri}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # stdout keeps only the result tables, one per job; Hydra's launcher logs to stderr.
+    assert proc.stdout.count("default (1 variants)") == 4
+    assert "Launching 4 jobs" in proc.stderr and "Launching" not in proc.stdout
+
+    roles = runs_by_role(tracking_uri, "default")
+    [parent] = roles["multirun"]
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == "multirun optimizer=sgd,adam model.init=he,xavier"
+    assert parent.data.params == {"optimizer": "sgd,adam", "model.init": "he,xavier"}
+    assert parent.data.tags["sweeps.sweep_dir"] == str(tmp_path / "sweep")
+    assert PARENT_TAG not in parent.data.tags
+
+    jobs = {run.info.run_id: run for run in roles["study"]}
+    grid = {(p["optimizer.name"], p["model.init"]) for p in (r.data.params for r in jobs.values())}
+    assert len(jobs) == 4
+    assert grid == set(itertools.product(["sgd", "adam"], ["he", "xavier"]))
+    for job in jobs.values():
+        assert job.info.status == "FINISHED"
+        assert job.data.tags[PARENT_TAG] == parent.info.run_id
+
+    variants = roles["variant"]
+    assert {v.data.tags[PARENT_TAG] for v in variants} == set(jobs)
+    assert len(variants) == 4
+    for variant in variants:
+        job = jobs[variant.data.tags[PARENT_TAG]]
+        assert variant.info.status == "FINISHED"
+        assert variant.info.run_name == job.data.params["optimizer.name"]
+        assert variant.data.params["model.init"] == job.data.params["model.init"]
+
+
+def test_bad_value_in_a_job_exits_2_and_fails_the_parent(tmp_path: Path, data_cache: Path) -> None:
+    """run.py's exit 2 escapes Hydra's job wrapper: the jobs after it never run, and Hydra
+    calls neither on_job_end nor on_multirun_end. No tracking.uri: the callback and the jobs
+    must agree on the default store beside the working directory."""
+    proc = sweeps_multirun(tmp_path, data_cache, "optimizer.lr=0.01,-1,0.1")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "optimizer.lr=-1.0 must be a positive number" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    roles = runs_by_role(f"sqlite:///{tmp_path / 'mlflow.db'}", "default")
+    [parent] = roles["multirun"]
+    assert parent.info.status == "FAILED"
+    [job] = roles["study"]
+    assert job.data.params["optimizer.lr"] == "0.01"
+    assert job.data.tags[PARENT_TAG] == parent.info.run_id
+    assert {r.info.status for r in [job, *roles["variant"]]} == {"FINISHED"}
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "jobs"), [("RuntimeError", "FAILED", 2), ("KeyboardInterrupt", "KILLED", 1)]
+)
+def test_crashed_job_leaves_no_run_running(
+    tmp_path: Path, data_cache: Path, tracking_uri: str, error: str, status: str, jobs: int
+) -> None:
+    """Hydra's basic launcher records an exception and carries on with the next job, then
+    raises; Ctrl-C stops the grid at once."""
+    prelude = (
+        "import sweeps.study\n"
+        "def boom(*args, **kwargs):\n"
+        f"    raise {error}('boom')\n"
+        "sweeps.study.train_variants = boom\n"
+    )
+    proc = sweeps_multirun(
+        tmp_path, data_cache, "optimizer=sgd,adam", f"tracking.uri={tracking_uri}", prelude=prelude
+    )
+    assert proc.returncode != 0
+    roles = runs_by_role(tracking_uri, "default")
+    [parent] = roles["multirun"]
+    assert len(roles["study"]) == jobs
+    for run in [parent, *roles["study"], *roles["variant"]]:
+        assert run.info.status == status
+
+
+@pytest.mark.parametrize(
+    ("parent_experiment", "nested"),
+    [("optimizer_paths", True), ("elsewhere", False), (None, False)],
+)
+def test_study_run_nests_only_under_a_parent_in_its_own_experiment(
+    make_cfg,
+    tracking_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    parent_experiment: str | None,
+    nested: bool,
+) -> None:
+    """A parent elsewhere (None: not in this store at all) leaves the job unnested, warned."""
+    if parent_experiment is None:
+        parent = "0" * 32
+    else:
+        parent = Recorder(tracking_uri, parent_experiment).start("multirun", {}, {})
+    monkeypatch.setenv(PARENT_ENV, parent)
+    with caplog.at_level(logging.WARNING, logger="sweeps.multirun"):
+        run_study(make_cfg("+experiment=optimizer_paths"))
+    [study] = runs_by_role(tracking_uri, "optimizer_paths")["study"]
+    assert study.data.tags.get(PARENT_TAG) == (parent if nested else None)
+    assert ("recording the job unnested" in caplog.text) != nested
