@@ -85,7 +85,11 @@ SPECS = {
 
 @dataclass(frozen=True)
 class Dataset:
-    """Flattened images scaled to [0, 1] (float32) and int64 labels, train and test."""
+    """Flattened images scaled to [0, 1] (float32) and int64 labels, train and test.
+
+    `test_*` is the split models are evaluated on: the test set, or after
+    `validation_split` the validation samples (`eval_split` says which).
+    """
 
     name: str
     source: str
@@ -94,6 +98,7 @@ class Dataset:
     train_y: Tensor
     test_x: Tensor
     test_y: Tensor
+    eval_split: str = "test"
 
     def to(self, device: torch.device) -> "Dataset":
         """Move the tensors once, so batches are indexed where the model runs."""
@@ -114,8 +119,30 @@ class Dataset:
             )
         return replace(self, train_x=self.train_x[:n], train_y=self.train_y[:n])
 
+    def validation_split(self, fraction: float, seed: int) -> "Dataset":
+        """The textbook's split for searches: shuffle the training samples, hold out the
+        first `fraction` as validation, and put it where the test set was. The test set is
+        not part of the result, so nothing trained or judged on it can read test data."""
+        n = len(self.train_y)
+        n_val = round(n * fraction)
+        if not 0 < n_val < n:
+            raise DatasetError(
+                f"dataset.val_fraction={fraction} of {n} training samples leaves "
+                f"{n_val} for validation and {n - n_val} for training; both need at least one"
+            )
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        val, rest = order[:n_val].to(self.train_x.device), order[n_val:].to(self.train_x.device)
+        return replace(
+            self,
+            train_x=self.train_x[rest],
+            train_y=self.train_y[rest],
+            test_x=self.train_x[val],
+            test_y=self.train_y[val],
+            eval_split="val",
+        )
+
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train_y), "test": len(self.test_y)}
+        return {"train": len(self.train_y), self.eval_split: len(self.test_y)}
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:

@@ -95,6 +95,12 @@ def expand_variants(cfg: DictConfig) -> list[Variant]:
             OmegaConf.to_container(cfg.variants, resolve=True),
             OmegaConf.to_container(cfg.grid, resolve=True),
         )
+    return build_variants(cfg, specs)
+
+
+def build_variants(cfg: DictConfig, specs: Mapping[str, Any]) -> list[Variant]:
+    """The base config (model, optimizer, seed) with each spec merged on top, checked; specs
+    come from the experiment's variants, a grid, or search trials' sampled values."""
     base = OmegaConf.structured(VariantSchema)
     base.model = cfg.model
     base.optimizer = cfg.optimizer

@@ -160,6 +160,11 @@ class Population:
             self.step_count += 1
         return loss.detach()
 
+    def stop(self, members: Tensor) -> None:
+        """Freeze the members where `members` (K,) is true, as divergence does, without
+        marking them diverged: a pruned trial keeps the weights it stopped with."""
+        self.alive &= ~members.to(self.alive.device)
+
     @torch.no_grad()
     def accuracy(self, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
         """(K,) fraction of correct argmax predictions in evaluation mode, in chunks."""

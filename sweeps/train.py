@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 BATCH_STREAM = 0  # counter-RNG stream for per-member batches; dropout layers use 1, 2, ...
 MEMORY_FRACTION = 0.5
+
+# Called after each epoch with (members as the caller's indices, epoch from 1, train
+# accuracy, evaluation accuracy), arrays in the same member order; returns which of those
+# members to stop (freeze) from now on, or None. Pruners hook in here.
+EpochCallback = Callable[[np.ndarray, int, np.ndarray, np.ndarray], np.ndarray | None]
 
 
 @dataclass
@@ -126,7 +131,12 @@ def members_per_chunk(
 
 
 def train_variants(
-    variants: Sequence[Variant], data: Dataset, train: TrainConfig, seed: int, desc: str
+    variants: Sequence[Variant],
+    data: Dataset,
+    train: TrainConfig,
+    seed: int,
+    desc: str,
+    on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train variants of one architecture as populations of at most the chunk size that
     fits; halve the chunk and start over if the device still runs out of memory."""
@@ -139,7 +149,9 @@ def train_variants(
             for j, part in enumerate(parts):
                 label = f"{desc} chunk {j + 1}/{len(parts)}" if len(parts) > 1 else desc
                 pop = Population(part, device, amp=train.amp, compile=train.compile)
-                results.append(train_population(pop, data, train, seed, label).take(pop.order))
+                members = j * chunk + pop.order
+                result = train_population(pop, data, train, seed, label, on_epoch, members)
+                results.append(result.take(pop.order))
             return merge(results)
         except torch.OutOfMemoryError:
             if chunk == 1:
@@ -151,9 +163,19 @@ def train_variants(
 
 
 def train_population(
-    pop: Population, data: Dataset, train: TrainConfig, seed: int, desc: str = "train"
+    pop: Population,
+    data: Dataset,
+    train: TrainConfig,
+    seed: int,
+    desc: str = "train",
+    on_epoch: EpochCallback | None = None,
+    members: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train every member of `pop`; results in the population's stored member order."""
+    """Train every member of `pop`; results in the population's stored member order.
+
+    `on_epoch` sees the stored members as `members` (default: their stored positions); it
+    costs one host sync per epoch, which only a caller that needs the numbers pays for.
+    """
     total, per_epoch = schedule(train, len(data.train_y))
     device = data.train_x.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -171,6 +193,16 @@ def train_population(
         if per_epoch and (i + 1) % per_epoch == 0:
             epoch_train.append(pop.accuracy(data.train_x, data.train_y, train.eval_batch_size))
             epoch_test.append(pop.accuracy(data.test_x, data.test_y, train.eval_batch_size))
+            if on_epoch is not None:
+                ids = np.arange(pop.size) if members is None else members
+                stop = on_epoch(
+                    ids,
+                    len(epoch_train),
+                    epoch_train[-1].cpu().numpy(),
+                    epoch_test[-1].cpu().numpy(),
+                )
+                if stop is not None and stop.any():
+                    pop.stop(torch.as_tensor(stop))
     if epoch_train:  # the last epoch's evaluation is the final one
         train_acc, test_acc = epoch_train[-1], epoch_test[-1]
     else:
