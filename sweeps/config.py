@@ -26,6 +26,9 @@ class DatasetConfig:
     download_timeout: float = 15.0
     cache_dir: str | None = None
     train_size: int | None = None  # the textbook's "first N training samples"
+    # Searches: this fraction of the (shuffled) training samples becomes the validation split.
+    val_fraction: float = 0.0
+    split_seed: int = 0
 
 
 @dataclass
@@ -109,6 +112,26 @@ class SuiteConfig:
 
 
 @dataclass
+class SearchConfig:
+    """`+search=NAME`: Optuna trials over `space` instead of the experiment's variants.
+
+    `space` maps dotted variant keys (`optimizer.lr`) to `{type, low, high, log, step}` or
+    `{choices}`; see `sweeps.space`.
+    """
+
+    space: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "random"
+    pruner: str = "none"
+    n_trials: int = 100  # per round, in total over every invocation that resumes the study
+    batch: int = 100  # trials asked at once and trained as one population
+    storage: str | None = None  # default: sqlite optuna.db beside mlflow.db
+    study_name: str | None = None  # default: the study's name
+    rounds: int = 1
+    top: float = 0.2  # narrowing: the best fraction of a round's trials spans the next ranges
+    retrain: bool = True  # the best configuration on train+validation, scored once on test
+
+
+@dataclass
 class Config:
     study: str = "default"
     kind: str = "train"
@@ -123,6 +146,7 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     suite: SuiteConfig = field(default_factory=SuiteConfig)
+    search: SearchConfig | None = None
     variants: dict[str, Any] = field(default_factory=dict)
     # Cartesian product over dotted variant keys, applied to every variant: {KEY: [values]}.
     grid: dict[str, Any] = field(default_factory=dict)
@@ -164,3 +188,11 @@ def validate(cfg: DictConfig) -> None:
     check_choice("dataset.name", cfg.dataset.name, DATASETS)
     if not cfg.study:
         raise ConfigError("study must be a non-empty name (it names the MLflow experiment)")
+    if not 0 <= cfg.dataset.val_fraction < 1:
+        raise ConfigError(f"dataset.val_fraction={cfg.dataset.val_fraction} must be in [0, 1)")
+    if cfg.search is not None and cfg.kind != "train":
+        raise ConfigError(f"+search applies to training studies, not kind={cfg.kind!r}")
+    if cfg.search is None and cfg.dataset.val_fraction:
+        raise ConfigError(
+            "dataset.val_fraction is used by searches only; add +search=NAME or set it to 0"
+        )

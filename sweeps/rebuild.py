@@ -21,7 +21,7 @@ from sweeps.config import Config, register
 from sweeps.errors import UserError
 from sweeps.plan import expand_variants
 from sweeps.report import format_table, training_outputs
-from sweeps.tracking import tracking_uri
+from sweeps.tracking import metric_history, tracking_uri
 
 
 def find_study_run(client: Any, experiment: str, run_id: str | None) -> Any:
@@ -54,11 +54,6 @@ def load_config(client: Any, run: Any) -> DictConfig:
         return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
 
 
-def history(client: Any, run_id: str, key: str) -> np.ndarray:
-    metrics = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
-    return np.array([m.value for m in metrics])
-
-
 def training_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
     variants = expand_variants(cfg)
     epoch_based = cfg.train.epochs is not None
@@ -67,10 +62,10 @@ def training_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
     for v in variants:
         run = children[v.name]
         run_id, metrics = run.info.run_id, run.data.metrics
-        frames["loss"][v.name] = history(client, run_id, "train/loss")
+        frames["loss"][v.name] = metric_history(client, run_id, "train/loss")
         if epoch_based:
-            frames["train"][v.name] = history(client, run_id, "train/acc")
-            frames["test"][v.name] = history(client, run_id, "test/acc")
+            frames["train"][v.name] = metric_history(client, run_id, "train/acc")
+            frames["test"][v.name] = metric_history(client, run_id, "test/acc")
         finals[v.name] = {
             "train_acc": metrics["train/acc"],
             "test_acc": metrics["test/acc"],
@@ -94,7 +89,7 @@ def paths_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
     for v in expand_variants(cfg):
         run_id = children[v.name].info.run_id
         paths[v.name] = np.stack(
-            [history(client, run_id, "x"), history(client, run_id, "y")], axis=1
+            [metric_history(client, run_id, "x"), metric_history(client, run_id, "y")], axis=1
         )
     return paths_outputs(cfg.study, paths)
 
@@ -106,7 +101,10 @@ def activations_study(client: Any, cfg: DictConfig, children: dict[str, Any]):
     probe = cfg.probe
     for v in expand_variants(cfg):
         run_id = children[v.name].info.run_id
-        last = {k: history(client, run_id, f"layer/{k}")[-1] for k in ("mean", "std", "saturated")}
+        last = {
+            k: metric_history(client, run_id, f"layer/{k}")[-1]
+            for k in ("mean", "std", "saturated")
+        }
         rows.append(summary_row(v.name, last))
         collected.append((v, layer_outputs(v, probe.samples, probe.width, probe.layers)))
     return pd.DataFrame(rows), histogram_figures(cfg.study, collected, probe.bins)
@@ -132,7 +130,15 @@ def rebuild(
             filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
         )
     }
-    table, figures = BUILDERS[cfg.kind](client, cfg, children)
+    if cfg.search is not None:
+        from sweeps.search_report import search_outputs
+        from sweeps.space import parse_space
+
+        name = cfg.search.study_name or cfg.study
+        space = parse_space(OmegaConf.to_container(cfg.search.space, resolve=True))
+        table, figures = search_outputs(client, parent.info.experiment_id, name, space)
+    else:
+        table, figures = BUILDERS[cfg.kind](client, cfg, children)
     folder = Path(out or Path("reports") / experiment / parent.info.run_id)
     folder.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():

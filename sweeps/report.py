@@ -178,8 +178,13 @@ def training_outputs(
     return table, figures
 
 
+def format_number(v: float) -> str:
+    """Four decimals, or four significant digits for the tiny values hyperparameters take."""
+    return f"{v:.4g}" if v and abs(v) < 1e-2 else f"{v:.4f}"
+
+
 def format_table(table: pd.DataFrame) -> str:
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    return table.to_string(index=False, float_format=format_number)
 
 
 if __name__ == "__main__":

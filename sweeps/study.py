@@ -27,14 +27,18 @@ log = logging.getLogger(__name__)
 
 
 def dataset_tags(data: Dataset) -> dict[str, Any]:
-    sizes = data.sizes()
     return {
         "dataset.name": data.name,
         "dataset.source": data.source,
         "dataset.fallback": str(data.fallback).lower(),
-        "dataset.train_size": sizes["train"],
-        "dataset.test_size": sizes["test"],
-    }
+    } | {f"dataset.{split}_size": n for split, n in data.sizes().items()}
+
+
+def load_data(cfg: DictConfig, device: Any) -> Dataset:
+    """The configured dataset, cut to `dataset.train_size`, on the device."""
+    ds = cfg.dataset
+    data = load_dataset(ds.name, ds.root, ds.strict, ds.download, ds.download_timeout, ds.cache_dir)
+    return (data.first(ds.train_size) if ds.train_size else data).to(device)
 
 
 def check_shapes(variants: list[Variant], data: Dataset) -> None:
@@ -54,21 +58,26 @@ def check_shapes(variants: list[Variant], data: Dataset) -> None:
             )
 
 
-def child_metrics(result: TrainResult, k: int) -> list[tuple[str, float, int]]:
+def child_metrics(
+    result: TrainResult, k: int, split: str = "test", epochs: int | None = None
+) -> list[tuple[str, float, int]]:
     """Member k's series and final values as (key, value, step) points.
 
-    `train/loss` is stepped by iteration. Accuracies are stepped by epoch in epoch-based
-    studies (the last epoch is the final value); otherwise logged once, at the last iteration.
+    `train/loss` is stepped by iteration. Accuracies (`train/acc`, `{split}/acc`, split
+    being the evaluation split) are stepped by epoch in epoch-based studies, up to `epochs`
+    (a pruned trial's last one); otherwise logged once, at the last iteration.
     """
-    points = [("train/loss", v, i) for i, v in enumerate(result.losses[:, k])]
+    recorded = len(result.epoch_train_acc)
+    kept = recorded if epochs is None else min(epochs, recorded)
+    steps = len(result.losses) * kept // recorded if recorded else len(result.losses)
+    points = [("train/loss", v, i) for i, v in enumerate(result.losses[:steps, k])]
     final_step = len(result.losses)
-    epochs = len(result.epoch_train_acc)
-    for e in range(epochs):
+    for e in range(kept):
         points.append(("train/acc", result.epoch_train_acc[e, k], e + 1))
-        points.append(("test/acc", result.epoch_test_acc[e, k], e + 1))
-    if not epochs:
+        points.append((f"{split}/acc", result.epoch_test_acc[e, k], e + 1))
+    if not recorded:
         points.append(("train/acc", result.train_acc[k], final_step))
-        points.append(("test/acc", result.test_acc[k], final_step))
+        points.append((f"{split}/acc", result.test_acc[k], final_step))
     points.append(("train/seconds", result.seconds, final_step))
     return points
 
@@ -116,12 +125,14 @@ def run_study(cfg: DictConfig) -> pd.DataFrame:
         from sweeps.suite import run_suite
 
         return run_suite(cfg)
+    if cfg.search is not None:
+        from sweeps.search import run_search
+
+        return run_search(cfg)
     variants = expand_variants(cfg)
     groups = group_by_architecture(variants)
     device = resolve_device(cfg.device)
-    ds = cfg.dataset
-    data = load_dataset(ds.name, ds.root, ds.strict, ds.download, ds.download_timeout, ds.cache_dir)
-    data = (data.first(ds.train_size) if ds.train_size else data).to(device)
+    data = load_data(cfg, device)
     check_shapes(variants, data)
 
     tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}

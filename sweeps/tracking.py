@@ -10,9 +10,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PARENT_TAG = "mlflow.parentRunId"
 PARAM_VALUE_LIMIT = 6000
@@ -45,6 +48,14 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def metric_history(client: Any, run_id: str, key: str) -> "np.ndarray":
+    """A run's series `key`, ordered by step: what reports redraw curves from."""
+    import numpy as np
+
+    points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+    return np.array([m.value for m in points])
 
 
 class Recorder:

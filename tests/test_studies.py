@@ -102,3 +102,21 @@ def test_batchnorm_beats_no_batchnorm_at_most_small_scales(make_cfg, seed: int) 
         for s in small
     )
     assert wins >= 0.75 * len(small)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hparam_search_finds_the_textbook_learning_rate_range(make_cfg, seed: int) -> None:
+    """The textbook's 100-trial random search: good learning rates lie around 3e-3..9e-3 and
+    weight decay hardly matters (it spans decades among the best trials)."""
+    import numpy as np
+
+    table = run_study(make_cfg("+experiment=hparam_search", f"seed={seed}"))
+    assert len(table) == 100
+    top = table.head(10)
+    assert table["val_acc"].iloc[0] > 0.55
+    assert top["optimizer.lr"].between(2e-3, 1e-2).all()
+    lr, wd = np.log10(table["optimizer.lr"]), np.log10(table["optimizer.weight_decay"])
+    assert np.corrcoef(lr, table["val_acc"])[0, 1] > 0.6
+    assert abs(np.corrcoef(wd, table["val_acc"])[0, 1]) < 0.3
+    assert np.log10(top["optimizer.weight_decay"].max() / top["optimizer.weight_decay"].min()) > 1
