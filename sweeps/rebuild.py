@@ -134,7 +134,7 @@ def rebuild(
         from sweeps.search_report import search_outputs
         from sweeps.space import parse_space
 
-        name = cfg.search.study_name or cfg.study
+        name = parent.data.tags["sweeps.search"]
         space = parse_space(OmegaConf.to_container(cfg.search.space, resolve=True))
         table, figures = search_outputs(client, parent.info.experiment_id, name, space)
     else:

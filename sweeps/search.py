@@ -86,6 +86,42 @@ def objective_of(cfg: DictConfig, space: Space) -> dict[str, Any]:
     }
 
 
+# Command-line overrides that leave what a trial computes unchanged: changing them resumes
+# the same study (more trials, another store, another device).
+SAME_STUDY = (
+    "experiment=",
+    "search=",
+    "search.n_trials=",
+    "search.batch=",
+    "search.storage=",
+    "search.retrain=",
+    "tracking.",
+    "device=",
+    "train.progress=",
+    "train.max_members=",
+    "train.eval_batch_size=",
+    "dataset.download",
+    "dataset.cache_dir=",
+    "dataset.root=",
+    "dataset.strict=",
+    "hydra.",
+)
+
+
+def default_study_name(cfg: DictConfig) -> str:
+    """The study's name, plus the command line's other overrides: rerunning a command
+    resumes its own study, and the jobs of a multirun over search settings
+    (`-m search.sampler=random,tpe`) each get theirs instead of sharing the first's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return cfg.study
+    overrides = sorted(
+        o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(SAME_STUDY)
+    )
+    return f"{cfg.study}[{','.join(overrides)}]" if overrides else cfg.study
+
+
 def round_name(base: str, round_: int) -> str:
     return base if round_ == 1 else f"{base}.round{round_}"
 
@@ -108,12 +144,14 @@ class Search:
     def __init__(
         self,
         cfg: DictConfig,
+        name: str,
         recorder: Recorder,
         parent: str,
         data: Dataset,
         tags: dict[str, Any],
     ) -> None:
         self.cfg = cfg
+        self.name = name
         self.recorder = recorder
         self.parent = parent
         self.data = data
@@ -175,7 +213,7 @@ class Search:
         cfg, recorder = self.cfg, self.recorder
         tags = self.tags | {
             "sweeps.role": "trial",
-            "sweeps.search": cfg.search.study_name or cfg.study,
+            "sweeps.search": self.name,
             "optuna.study": study.study_name,
             "search.round": round_,
         }
@@ -272,7 +310,7 @@ def run_search(cfg: DictConfig) -> pd.DataFrame:
     uri = tracking_uri(cfg.tracking.uri)
     storage_at = storage_url(search.storage, uri)
     storage = open_storage(storage_at)
-    name = search.study_name or cfg.study
+    name = search.study_name or default_study_name(cfg)
     study = first = open_study(storage, name, search, cfg.seed, cfg.train.epochs)
     check_resumable(study, objective_of(cfg, space))
     tags = provenance_tags(device) | dataset_tags(full) | dataset_tags(data) | {"seed": cfg.seed}
@@ -283,7 +321,7 @@ def run_search(cfg: DictConfig) -> pd.DataFrame:
         parent = start_parent(
             recorder, cfg, tags | {"sweeps.search": name, "optuna.storage": storage_at}
         )
-        runner = Search(cfg, recorder, parent, data, tags)
+        runner = Search(cfg, name, recorder, parent, data, tags)
         first_space, trained = space, 0
         for round_ in range(1, search.rounds + 1):
             if round_ > 1:

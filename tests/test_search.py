@@ -314,3 +314,29 @@ def test_a_journal_file_storage_resumes_too(make_cfg, tracking_uri: str, tmp_pat
     assert journal.is_file()
     assert not (tmp_path / "optuna.db").exists()
     assert len(trial_runs(tracking_uri)) == 3
+
+
+def test_multirun_over_search_settings_gives_each_job_its_own_study(
+    tmp_path: Path, data_cache: Path, tracking_uri: str
+) -> None:
+    from test_multirun import sweeps_multirun
+
+    proc = sweeps_multirun(
+        tmp_path,
+        data_cache,
+        "+experiment=hparam_search",
+        "search.sampler=random,qmc",
+        "search.n_trials=2",
+        "train.epochs=1",
+        f"tracking.uri={tracking_uri}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == [
+        "hparam_search[search.sampler=qmc,train.epochs=1,train.iterations=5]",
+        "hparam_search[search.sampler=random,train.epochs=1,train.iterations=5]",
+    ]
+    for name in names:
+        assert len(study_trials(storage, name)) == 2
+    assert len(trial_runs(tracking_uri)) == 4
