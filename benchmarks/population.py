@@ -8,14 +8,15 @@ Measured in one run on one device and printed side by side:
    loop ("sequential"), then `Population` with K members for each K, and the study's own
    population of five different update rules; per-model time, speed-up over sequential and
    achieved GFLOP/s (also as a share of the ceiling);
-3. end to end, `python -m sweeps.run +experiment=optimizers` with the population path and
-   with `train.max_members=1` (the five optimizers one after another).
+3. end to end, `python -m sweeps.run +experiment=optimizers` (or `--experiment NAME`, e.g.
+   `hparam_search`, whose 100 trials are one population) with the population path and with
+   `train.max_members=1` (the variants or trials one after another).
 
 Run from the repository root:
 
     python -m benchmarks.population [--device auto|cpu|cuda] [--steps 200] [--ks 1,4,16,32,100]
-        [--options-k 32] [--skip-e2e] [--e2e-overrides train.iterations=200 ...]
-        [--json results.json]
+        [--options-k 32] [--skip-e2e | --skip-steps] [--experiment optimizers]
+        [--e2e-overrides train.iterations=200 ...] [--json results.json]
 """
 
 import argparse
@@ -185,15 +186,16 @@ def step_benchmarks(
     return rows
 
 
-def study_seconds(device: str, overrides: list[str]) -> float:
-    """Wall time of the real optimizer-study command, in a scratch dir with its own MLflow."""
+def study_seconds(experiment: str, device: str, overrides: list[str]) -> float:
+    """Wall time of the real study command, in a scratch dir with its own MLflow (and
+    Optuna) store."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             sys.executable,
             "-m",
             "sweeps.run",
-            "+experiment=optimizers",
+            f"+experiment={experiment}",
             f"tracking.uri=sqlite:///{tmp}/mlflow.db",
             "train.progress=false",
             "dataset.download=false",
@@ -217,6 +219,8 @@ def main() -> None:
         "--options-k", type=int, help="also time this K with train.amp and with train.compile"
     )
     parser.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end study runs")
+    parser.add_argument("--skip-steps", action="store_true", help="only the end-to-end runs")
+    parser.add_argument("--experiment", default="optimizers", help="study timed end to end")
     parser.add_argument("--e2e-overrides", nargs="*", default=[], help="extra Hydra overrides")
     parser.add_argument("--json", help="also write every number to this JSON file")
     args = parser.parse_args()
@@ -227,29 +231,35 @@ def main() -> None:
     header = f"device: {name}{threads}; torch {torch.__version__}"
     ks = [int(k) for k in args.ks.split(",")]
 
-    progress("ceiling: 2048 x 2048 float32 matmul")
-    ceiling = matmul_gflops(device)
-    rows = step_benchmarks(device, ks, args.steps, ceiling, args.options_k)
+    ceiling, rows = 0.0, []
+    if not args.skip_steps:
+        progress("ceiling: 2048 x 2048 float32 matmul")
+        ceiling = matmul_gflops(device)
+        rows = step_benchmarks(device, ks, args.steps, ceiling, args.options_k)
     e2e: dict[str, float] = {}
     if not args.skip_e2e:
         for label, extra in (("population", []), ("sequential", ["train.max_members=1"])):
-            progress(f"end to end, {label}: python -m sweeps.run +experiment=optimizers")
-            e2e[f"{label}_s"] = study_seconds(device.type, [*extra, *args.e2e_overrides])
+            progress(f"end to end, {label}: python -m sweeps.run +experiment={args.experiment}")
+            e2e[f"{label}_s"] = study_seconds(
+                args.experiment, device.type, [*extra, *args.e2e_overrides]
+            )
         e2e["speedup"] = e2e["sequential_s"] / e2e["population_s"]
 
     print(header)
-    print(f"ceiling (2048^3 float32 matmul): {ceiling:.1f} GFLOP/s")
-    print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, median of {REPEATS} x {args.steps}")
-    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if rows:
+        print(f"ceiling (2048^3 float32 matmul): {ceiling:.1f} GFLOP/s")
+        print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, median of {REPEATS} x {args.steps}")
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if e2e:
         overrides = " ".join(args.e2e_overrides) or "(none)"
-        print(f"end to end, +experiment=optimizers, extra overrides: {overrides}")
+        print(f"end to end, +experiment={args.experiment}, extra overrides: {overrides}")
         print(f"  population (default):              {e2e['population_s']:.1f} s")
         print(f"  sequential (train.max_members=1):  {e2e['sequential_s']:.1f} s")
         print(f"  speed-up: {e2e['speedup']:.2f}x")
     if args.json:
         results = {"header": header, "ceiling_gflops": ceiling, "steps": args.steps}
         results |= {"step_times": rows, "e2e": e2e, "e2e_overrides": args.e2e_overrides}
+        results["experiment"] = args.experiment
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
 

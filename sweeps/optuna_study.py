@@ -85,7 +85,10 @@ def open_storage(url: str) -> Any:
         return JournalStorage(JournalFileBackend(url))
     from optuna.storages import RDBStorage
 
-    storage = RDBStorage(url)
+    try:
+        storage = RDBStorage(url)
+    except Exception as err:  # SQLAlchemy and drivers raise many types; say which URL failed
+        raise ConfigError(f"search.storage={url!r} cannot be opened: {err}") from err
     if url.startswith("sqlite:"):
         import sqlalchemy
 

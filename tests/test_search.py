@@ -264,6 +264,7 @@ def test_a_pruner_stops_weak_trials_and_marks_them(
         ("dataset.val_fraction=0", "set dataset.val_fraction"),
         ("search.space.optimizer.lr.low=-1", "log=true needs low > 0"),
         ("+search.space.optimizer.name={choices: [sgd, lion]}", "lion"),
+        ("search.storage=nosuchdb://x", "search.storage='nosuchdb://x' cannot be opened"),
     ],
 )
 def test_bad_search_settings_fail_before_any_run(
