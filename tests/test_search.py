@@ -341,3 +341,41 @@ def test_multirun_over_search_settings_gives_each_job_its_own_study(
     for name in names:
         assert len(study_trials(storage, name)) == 2
     assert len(trial_runs(tracking_uri)) == 4
+
+
+def test_default_storage_lies_beside_the_mlflow_database(
+    make_cfg, tracking_uri: str, tmp_path: Path
+) -> None:
+    run_study(make_cfg(*TINY, "search.n_trials=1"))
+    assert len(study_trials(f"sqlite:///{tmp_path / 'optuna.db'}")) == 1
+
+
+def test_any_training_study_can_be_searched(make_cfg, tracking_uri: str, storage: str) -> None:
+    """The dropout study's variants give way to the trials, with a warning and a tag."""
+    table = run_study(
+        make_cfg(
+            "+experiment=dropout",
+            "+search=lr_wd",
+            "dataset.val_fraction=0.2",
+            "train.epochs=2",
+            "search.n_trials=2",
+            f"search.storage={storage}",
+        )
+    )
+    assert len(table) == 2
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("dropout")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`sweeps.role` = 'study'")
+    assert parent.data.tags["search.ignored"] == "none, d2"
+    assert len(trial_runs(tracking_uri, "dropout")) == 2
+
+
+@pytest.mark.parametrize("pruner", ["successive_halving", "hyperband"])
+def test_other_pruners_run(make_cfg, storage: str, pruner: str) -> None:
+    table = run_study(
+        search_cfg(
+            make_cfg, storage, "train.epochs=3", "search.n_trials=6", f"search.pruner={pruner}"
+        )
+    )
+    assert set(table["state"]) <= {"COMPLETE", "PRUNED"}
+    assert len(table) == 6
