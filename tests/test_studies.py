@@ -47,14 +47,26 @@ def test_weight_decay_shrinks_the_train_test_gap(make_cfg, debian_fashion, seed:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_weight_decay_stops_the_net_from_fitting_the_training_set(make_cfg, seed: int) -> None:
-    """On the embedded MNIST subset: lambda=0 fits the 300 samples perfectly, lambda=0.1 does
-    not. The gap itself hardly shrinks on this 1,000-digit test set (it does on Fashion-MNIST
-    above), so here it is only required not to grow."""
+def test_weight_decay_shrinks_the_gap_on_the_embedded_data(make_cfg, seed: int) -> None:
+    """The textbook's numbers, on the embedded MNIST subset: lambda=0 fits the 300 samples
+    (test about .8), lambda=0.1 does not (train about .9) and the train-test gap shrinks."""
     table = run_study(make_cfg("+experiment=weight_decay", f"seed={seed}")).set_index("variant")
     assert table.loc["lambda=0", "train_acc"] == 1.0
     assert table.loc["lambda=0.1", "train_acc"] < 0.95
-    assert table.loc["lambda=0.1", "gap"] <= table.loc["lambda=0", "gap"] + 0.01
+    assert table.loc["lambda=0.1", "gap"] < table.loc["lambda=0", "gap"] - 0.03
+
+
+def test_the_first_n_embedded_samples_are_class_balanced(make_cfg) -> None:
+    """As the textbook's "first N training samples" of MNIST roughly are: a plain shuffle
+    once left 5 fives among the first 300, which alone cost the weight-decay study its
+    finding."""
+    import torch
+
+    from sweeps.study import load_data
+
+    data = load_data(make_cfg(), torch.device("cpu"))
+    for n in (100, 300, 1000):
+        assert torch.bincount(data.train_y[:n], minlength=10).tolist() == [n // 10] * 10
 
 
 def test_epoch_studies_log_accuracy_curves_and_the_first_n_samples(
