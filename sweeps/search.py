@@ -227,12 +227,17 @@ class Search:
             for v, t in zip(group, trials, strict=True)
         ]
         pruned_at = np.zeros(len(group), dtype=int)
+        reported: list[set[int]] = [set() for _ in group]
 
         def on_epoch(ids: np.ndarray, epoch: int, train_acc, val_acc) -> np.ndarray:
             stop = np.zeros(len(ids), dtype=bool)
             for j, i in enumerate(ids):
-                if pruned_at[i]:
+                if pruned_at[i]:  # a retry after running out of memory replays epochs
+                    stop[j] = epoch >= pruned_at[i]
                     continue
+                if epoch in reported[i]:
+                    continue
+                reported[i].add(epoch)
                 trials[i].report(float(val_acc[j]), epoch)
                 if self.pruning and trials[i].should_prune():
                     pruned_at[i] = stop[j] = epoch

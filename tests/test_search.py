@@ -379,3 +379,40 @@ def test_other_pruners_run(make_cfg, storage: str, pruner: str) -> None:
     )
     assert set(table["state"]) <= {"COMPLETE", "PRUNED"}
     assert len(table) == 6
+
+
+def test_running_out_of_memory_mid_search_changes_nothing(
+    make_cfg, storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recwarn
+) -> None:
+    """The trainer halves its chunks and starts the batch over; pruning decisions and
+    reports already made replay consistently, so the search ends as without the retry."""
+    from sweeps.population import Population
+
+    settings = (
+        "train.epochs=4",
+        "search.space.optimizer.lr.low=1e-3",
+        "search.space.optimizer.lr.high=0.1",
+        "search.n_trials=12",
+        "search.batch=6",
+        "search.pruner=median",
+        "train.max_members=6",
+    )
+    plain = run_study(search_cfg(make_cfg, storage, *settings))
+    step, calls = Population.step, []
+
+    def out_of_memory_once(self, x, y):
+        calls.append(1)
+        if len(calls) == 16:  # the second batch's last step (8 steps each): after pruning
+            raise torch.OutOfMemoryError("simulated")
+        return step(self, x, y)
+
+    monkeypatch.setattr(Population, "step", out_of_memory_once)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    uri = f"tracking.uri=sqlite:///{tmp_path / 'b.db'}"
+    retried = run_study(search_cfg(make_cfg, other, *settings, uri))
+    assert len(calls) > 16
+    cols = ["trial", "state", "optimizer.lr", "val_acc", "train_acc"]
+    pd.testing.assert_frame_equal(plain[cols], retried[cols])
+    assert "PRUNED" in set(plain["state"])
+    # Replayed epochs are not reported to Optuna twice.
+    assert not [w for w in recwarn if "already reported" in str(w.message)]
