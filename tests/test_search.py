@@ -17,6 +17,15 @@ from sweeps.rebuild import rebuild
 from sweeps.study import load_data, run_study
 
 TINY = ("+experiment=hparam_search", "train.epochs=2", "dataset.train_size=200")
+# Learning rates that mostly learn within 4 epochs, so the median pruner has trials to stop.
+PRUNING = (
+    "train.epochs=4",
+    "search.space.optimizer.lr.low=1e-3",
+    "search.space.optimizer.lr.high=0.1",
+    "search.n_trials=12",
+    "search.batch=6",
+    "search.pruner=median",
+)
 
 
 @pytest.fixture
@@ -228,18 +237,7 @@ def test_rounds_narrow_each_range_to_the_best_trials(
 def test_a_pruner_stops_weak_trials_and_marks_them(
     make_cfg, tracking_uri: str, storage: str
 ) -> None:
-    run_study(
-        search_cfg(
-            make_cfg,
-            storage,
-            "train.epochs=4",
-            "search.space.optimizer.lr.low=1e-3",
-            "search.space.optimizer.lr.high=0.1",
-            "search.n_trials=12",
-            "search.batch=6",
-            "search.pruner=median",
-        )
-    )
+    run_study(search_cfg(make_cfg, storage, *PRUNING))
     trials = study_trials(storage)
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned, "the median pruner stopped no trial"
@@ -388,15 +386,7 @@ def test_running_out_of_memory_mid_search_changes_nothing(
     reports already made replay consistently, so the search ends as without the retry."""
     from sweeps.population import Population
 
-    settings = (
-        "train.epochs=4",
-        "search.space.optimizer.lr.low=1e-3",
-        "search.space.optimizer.lr.high=0.1",
-        "search.n_trials=12",
-        "search.batch=6",
-        "search.pruner=median",
-        "train.max_members=6",
-    )
+    settings = (*PRUNING, "train.max_members=6")
     plain = run_study(search_cfg(make_cfg, storage, *settings))
     step, calls = Population.step, []
 
