@@ -115,8 +115,8 @@ class SuiteConfig:
 class SearchConfig:
     """`+search=NAME`: Optuna trials over `space` instead of the experiment's variants.
 
-    `space` maps dotted variant keys (`optimizer.lr`) to `{type, low, high, log, step}` or
-    `{choices}`; see `sweeps.space`.
+    `space` maps variant keys (`optimizer.lr`, nested or dotted) to `{type, low, high, log,
+    step}` or `{choices}`; see `sweeps.space`.
     """
 
     space: dict[str, Any] = field(default_factory=dict)
@@ -125,7 +125,7 @@ class SearchConfig:
     n_trials: int = 100  # per round, in total over every invocation that resumes the study
     batch: int = 100  # trials asked at once and trained as one population
     storage: str | None = None  # default: sqlite optuna.db beside mlflow.db
-    study_name: str | None = None  # default: the study's name
+    study_name: str | None = None  # default: the study's name + trial-defining overrides
     rounds: int = 1
     top: float = 0.2  # narrowing: the best fraction of a round's trials spans the next ranges
     retrain: bool = True  # the best configuration on train+validation, scored once on test
