@@ -32,7 +32,8 @@ MEMORY_FRACTION = 0.5
 
 # Called after each epoch with (members as the caller's indices, epoch from 1, train
 # accuracy, evaluation accuracy), arrays in the same member order; returns which of those
-# members to stop (freeze) from now on, or None. Pruners hook in here.
+# members to stop (freeze) from now on, or None. Pruners hook in here. After running out of
+# memory the population starts over in smaller chunks, so a callback may see an epoch again.
 EpochCallback = Callable[[np.ndarray, int, np.ndarray, np.ndarray], np.ndarray | None]
 
 
