@@ -8,7 +8,6 @@ with `sweeps.interrupted` set, and their parameters are queued again for the nex
 configuration is lost and none is counted twice.
 """
 
-import contextlib
 import json
 import logging
 import warnings
@@ -126,17 +125,17 @@ def open_study(
     the study, so a resumed random search draws new points instead of repeating the first
     invocation's sequence."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    existing = 0
-    with contextlib.suppress(KeyError):
-        existing = len(optuna.load_study(study_name=name, storage=storage).trials)
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=storage,
         study_name=name,
         direction="maximize",
         load_if_exists=True,
-        sampler=make_sampler(search.sampler, seed + existing),
+        sampler=optuna.samplers.RandomSampler(),  # replaced below, once the trials are known
         pruner=make_pruner(search.pruner, epochs),
     )
+    # Optuna's documented way to give a loaded study its sampler (FAQ: resuming samplers).
+    study.sampler = make_sampler(search.sampler, seed + len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def check_resumable(study: optuna.Study, objective: dict[str, Any]) -> None:
