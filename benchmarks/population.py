@@ -6,11 +6,14 @@ Measured in one run on one device and printed side by side:
 2. step time of the optimizer study's MLP (784-100-100-100-100-10, ReLU, He init, batch 128
    drawn from a synthetic in-memory dataset, SGD lr 0.01): the plain PyTorch single-model
    loop ("sequential"), then `Population` with K members for each K, and the study's own
-   population of five different update rules; per-model time, speed-up over sequential and
-   achieved GFLOP/s (also as a share of the ceiling);
+   population of five different update rules, and that step's matrix products alone (the
+   floor); per-model time, speed-up over sequential and achieved GFLOP/s (also as a share
+   of the ceiling);
 3. end to end, `python -m sweeps.run +experiment=optimizers` (or `--experiment NAME`, e.g.
-   `hparam_search`, whose 100 trials are one population) with the population path and with
-   `train.max_members=1` (the variants or trials one after another).
+   `hparam_search`, whose 100 trials are one population) with the population path, with
+   `train.max_members=1` (the variants or trials one after another), and with one training
+   step (the fixed cost); for the optimizer study also the floor: the fixed cost plus its
+   steps at the GEMM-only step time.
 
 Run from the repository root:
 
@@ -28,14 +31,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from torch import Tensor, nn
 
-from sweeps.config import ModelConfig, OptimizerConfig
+from sweeps.config import ModelConfig, OptimizerConfig, register
 from sweeps.plan import Variant
 from sweeps.population import Population
 
@@ -48,6 +53,16 @@ REPEATS = 3
 # Forward 2x, backward 4x the multiply-adds (the conventional count: the first layer's input
 # gradient, never computed since x needs no gradient, is counted too).
 FLOPS_PER_MODEL_STEP = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True))
+GEMM_FLOOR = "its GEMMs only (floor)"
+# End-to-end runs of the study: the population path, one variant after another, and one
+# training step per member, which leaves what a run costs besides training (interpreter,
+# imports, stores, logging, figures).
+E2E_RUNS = (
+    ("population", []),
+    ("sequential", ["train.max_members=1"]),
+    ("fixed", ["train.epochs=null", "train.iterations=1"]),
+)
+CONF = Path(__file__).resolve().parent.parent / "conf"
 # The optimizer study's update rules and learning rates (conf/experiment/optimizers.yaml);
 # the other hyperparameters are OptimizerConfig's defaults, which match the study's.
 STUDY_RULES = {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "rmsprop": 0.01, "adam": 0.001}
@@ -142,6 +157,33 @@ def population_step(
     return lambda: pop.step(*sample())
 
 
+def gemm_step(device: torch.device, k: int) -> Callable[[], Any]:
+    """Only the matrix products of a K-member step on a shared batch, in the population's
+    shapes (one wide GEMM for layer 0, batched ones after it): the floor a step could reach
+    if every other operation cost nothing."""
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def rand(*shape: int) -> Tensor:
+        return torch.randn(*shape, device=device, generator=generator)
+
+    x, grad0 = rand(BATCH, SIZES[0]), rand(BATCH, k * SIZES[1])
+    w0 = rand(SIZES[0], k * SIZES[1])
+    layers = [
+        (rand(k, BATCH, n_in), rand(k, n_in, n_out), rand(k, BATCH, n_out))
+        for n_in, n_out in zip(SIZES[1:-1], SIZES[2:], strict=True)
+    ]  # (input, weights, output gradient) of each layer after the first
+
+    def step() -> None:
+        x @ w0
+        x.t() @ grad0
+        for h, w, grad in layers:
+            torch.bmm(h, w)
+            torch.bmm(grad, w.transpose(1, 2))
+            torch.bmm(h.transpose(1, 2), grad)
+
+    return step
+
+
 def variant(name: str, lr: float, seed: int) -> Variant:
     """A member of the study's architecture (ModelConfig's defaults) with this rule."""
     return Variant(name, ModelConfig(), OptimizerConfig(name=name, lr=lr), seed)
@@ -166,6 +208,7 @@ def step_benchmarks(
             cases.append((f"population, train.{option}=true", options_k, build))
     study = [variant(name, lr, 0) for name, lr in STUDY_RULES.items()]
     cases.append(("optimizer study (mixed rules)", 5, lambda: population_step(study, device)))
+    cases.append((GEMM_FLOOR, 5, lambda: gemm_step(device, len(study))))
     rows: list[dict] = []
     for mode, k, build in cases:
         progress(f"{mode}, K={k}: {WARMUP_STEPS} warm-up + {REPEATS} x {steps} steps")
@@ -184,6 +227,14 @@ def step_benchmarks(
             }
         )
     return rows
+
+
+def study_iterations(experiment: str, overrides: list[str]) -> int | None:
+    """Training steps of an iteration-based study (None for one counted in epochs)."""
+    register()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={experiment}", *overrides])
+    return None if cfg.train.epochs is not None else cfg.train.iterations
 
 
 def study_seconds(experiment: str, device: str, overrides: list[str]) -> float:
@@ -238,12 +289,17 @@ def main() -> None:
         rows = step_benchmarks(device, ks, args.steps, ceiling, args.options_k)
     e2e: dict[str, float] = {}
     if not args.skip_e2e:
-        for label, extra in (("population", []), ("sequential", ["train.max_members=1"])):
+        for label, extra in E2E_RUNS:
             progress(f"end to end, {label}: python -m sweeps.run +experiment={args.experiment}")
             e2e[f"{label}_s"] = study_seconds(
                 args.experiment, device.type, [*extra, *args.e2e_overrides]
             )
         e2e["speedup"] = e2e["sequential_s"] / e2e["population_s"]
+        e2e["training_s"] = e2e["population_s"] - e2e["fixed_s"]
+        iterations = study_iterations(args.experiment, args.e2e_overrides)
+        floor = next((r for r in rows if r["mode"] == GEMM_FLOOR), None)
+        if args.experiment == "optimizers" and floor and iterations:
+            e2e["floor_s"] = e2e["fixed_s"] + iterations * floor["step_ms"] / 1e3
 
     print(header)
     if rows:
@@ -256,6 +312,10 @@ def main() -> None:
         print(f"  population (default):              {e2e['population_s']:.1f} s")
         print(f"  sequential (train.max_members=1):  {e2e['sequential_s']:.1f} s")
         print(f"  speed-up: {e2e['speedup']:.2f}x")
+        print(f"  fixed cost (train.iterations=1):   {e2e['fixed_s']:.1f} s")
+        print(f"  training steps (the difference):   {e2e['training_s']:.1f} s")
+        if "floor_s" in e2e:
+            print(f"  floor (fixed + steps at GEMM-only): {e2e['floor_s']:.1f} s")
     if args.json:
         results = {"header": header, "ceiling_gflops": ceiling, "steps": args.steps}
         results |= {"step_times": rows, "e2e": e2e, "e2e_overrides": args.e2e_overrides}
