@@ -292,7 +292,7 @@ def main() -> None:
         for label, extra in E2E_RUNS:
             progress(f"end to end, {label}: python -m sweeps.run +experiment={args.experiment}")
             e2e[f"{label}_s"] = study_seconds(
-                args.experiment, device.type, [*extra, *args.e2e_overrides]
+                args.experiment, device.type, [*args.e2e_overrides, *extra]
             )
         e2e["speedup"] = e2e["sequential_s"] / e2e["population_s"]
         e2e["training_s"] = e2e["population_s"] - e2e["fixed_s"]
