@@ -12,8 +12,8 @@ Measured in one run on one device and printed side by side:
 3. end to end, `python -m sweeps.run +experiment=optimizers` (or `--experiment NAME`, e.g.
    `hparam_search`, whose 100 trials are one population) with the population path, with
    `train.max_members=1` (the variants or trials one after another), and with one training
-   step (the fixed cost); for the optimizer study also the floor: the fixed cost plus its
-   steps at the GEMM-only step time.
+   iteration or epoch (the fixed cost); for the optimizer study also the floor: the fixed
+   cost plus its steps at the GEMM-only step time.
 
 Run from the repository root:
 
@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from sweeps.config import ModelConfig, OptimizerConfig, register
@@ -54,14 +55,6 @@ REPEATS = 3
 # gradient, never computed since x needs no gradient, is counted too).
 FLOPS_PER_MODEL_STEP = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True))
 GEMM_FLOOR = "its GEMMs only (floor)"
-# End-to-end runs of the study: the population path, one variant after another, and one
-# training step per member, which leaves what a run costs besides training (interpreter,
-# imports, stores, logging, figures).
-E2E_RUNS = (
-    ("population", []),
-    ("sequential", ["train.max_members=1"]),
-    ("fixed", ["train.epochs=null", "train.iterations=1"]),
-)
 CONF = Path(__file__).resolve().parent.parent / "conf"
 # The optimizer study's update rules and learning rates (conf/experiment/optimizers.yaml);
 # the other hyperparameters are OptimizerConfig's defaults, which match the study's.
@@ -229,12 +222,20 @@ def step_benchmarks(
     return rows
 
 
-def study_iterations(experiment: str, overrides: list[str]) -> int | None:
-    """Training steps of an iteration-based study (None for one counted in epochs)."""
+def study_config(experiment: str, overrides: list[str]) -> DictConfig:
+    """The study's composed config, as the end-to-end runs will see it."""
     register()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={experiment}", *overrides])
-    return None if cfg.train.epochs is not None else cfg.train.iterations
+        return compose("config", overrides=[f"+experiment={experiment}", *overrides])
+
+
+def e2e_runs(cfg: DictConfig) -> list[tuple[str, list[str]]]:
+    """The end-to-end runs and their extra overrides: the population path, one member after
+    another, and the shortest budget of the study's kind (one iteration or one epoch), which
+    leaves what a run costs besides training (interpreter, imports, stores, logging,
+    figures)."""
+    shortest = ["train.epochs=1"] if cfg.train.epochs is not None else ["train.iterations=1"]
+    return [("population", []), ("sequential", ["train.max_members=1"]), ("fixed", shortest)]
 
 
 def study_seconds(experiment: str, device: str, overrides: list[str]) -> float:
@@ -288,18 +289,20 @@ def main() -> None:
         ceiling = matmul_gflops(device)
         rows = step_benchmarks(device, ks, args.steps, ceiling, args.options_k)
     e2e: dict[str, float] = {}
+    runs: list[tuple[str, list[str]]] = []
     if not args.skip_e2e:
-        for label, extra in E2E_RUNS:
+        cfg = study_config(args.experiment, args.e2e_overrides)
+        runs = e2e_runs(cfg)
+        for label, extra in runs:
             progress(f"end to end, {label}: python -m sweeps.run +experiment={args.experiment}")
             e2e[f"{label}_s"] = study_seconds(
                 args.experiment, device.type, [*args.e2e_overrides, *extra]
             )
         e2e["speedup"] = e2e["sequential_s"] / e2e["population_s"]
         e2e["training_s"] = e2e["population_s"] - e2e["fixed_s"]
-        iterations = study_iterations(args.experiment, args.e2e_overrides)
         floor = next((r for r in rows if r["mode"] == GEMM_FLOOR), None)
-        if args.experiment == "optimizers" and floor and iterations:
-            e2e["floor_s"] = e2e["fixed_s"] + iterations * floor["step_ms"] / 1e3
+        if args.experiment == "optimizers" and floor and cfg.train.epochs is None:
+            e2e["floor_s"] = e2e["fixed_s"] + cfg.train.iterations * floor["step_ms"] / 1e3
 
     print(header)
     if rows:
@@ -312,7 +315,7 @@ def main() -> None:
         print(f"  population (default):              {e2e['population_s']:.1f} s")
         print(f"  sequential (train.max_members=1):  {e2e['sequential_s']:.1f} s")
         print(f"  speed-up: {e2e['speedup']:.2f}x")
-        print(f"  fixed cost (train.iterations=1):   {e2e['fixed_s']:.1f} s")
+        print(f"  fixed cost ({' '.join(runs[-1][1])}):   {e2e['fixed_s']:.1f} s")
         print(f"  training steps (the difference):   {e2e['training_s']:.1f} s")
         if "floor_s" in e2e:
             print(f"  floor (fixed + steps at GEMM-only): {e2e['floor_s']:.1f} s")
