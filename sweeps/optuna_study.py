@@ -1,11 +1,12 @@
-"""Optuna's side of a search: storage, sampler, pruner, and which trials count.
+"""Optuna's side of a search: which Optuna study, its storage, sampler, pruner, and which
+trials count.
 
-Optuna 5 is used directly through ask/tell (DESIGN.md says why not hydra-optuna-sweeper).
-A study lives in `search.storage` under `search.study_name`, so the same command resumes it:
-`search.n_trials` counts the trials that finished (complete, pruned, or failed by diverging)
-over every invocation. Trials an invocation could not finish (error, Ctrl-C) are told FAIL
-with `sweeps.interrupted` set, and their parameters are queued again for the next one, so no
-configuration is lost and none is counted twice.
+Optuna 5 is used directly through ask/tell (docs/DESIGN.md says why not
+hydra-optuna-sweeper). A study lives in `search.storage` under `search.study_name`, so the
+same command resumes it: `search.n_trials` counts the trials that finished (complete,
+pruned, or failed by diverging) over every invocation. Trials an invocation could not finish
+(error, Ctrl-C) are told FAIL with `sweeps.interrupted` set, and their parameters are queued
+again for the next one, so no configuration is lost and none is counted twice.
 """
 
 import json
@@ -14,12 +15,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.config import SearchConfig, check_choice
-from sweeps.errors import ConfigError
-from sweeps.tracking import flatten
+from sweeps.config import SearchConfig, check_choice, flatten
+from sweeps.errors import ConfigError, UserError
+from sweeps.space import Space
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,79 @@ def validate_search(search: SearchConfig, epochs: int | None) -> None:
         raise ConfigError(
             f"search.pruner={search.pruner} judges trials each epoch: set train.epochs"
         )
+
+
+def objective_of(cfg: DictConfig, space: Space) -> dict[str, Any]:
+    """What makes trials comparable: a study keeps these from its first trial on."""
+    from optuna.distributions import distribution_to_json
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    return {
+        "dataset": {
+            k: c["dataset"][k] for k in ("name", "train_size", "val_fraction", "split_seed")
+        },
+        "model": c["model"],
+        "optimizer": c["optimizer"],
+        "train": {
+            k: c["train"][k]
+            for k in ("iterations", "epochs", "batch_size", "shared_batches", "amp")
+        },
+        "seed": c["seed"],
+        "space": {key: distribution_to_json(dist) for key, dist in space.items()},
+    }
+
+
+# Command-line overrides that leave what a trial computes unchanged: changing them resumes
+# the same study (more trials, another store, another device).
+SAME_STUDY = (
+    "experiment=",
+    "search=",
+    "search.n_trials=",
+    "search.batch=",
+    "search.storage=",
+    "search.retrain=",
+    "tracking.",
+    "device=",
+    "train.progress=",
+    "train.max_members=",
+    "train.eval_batch_size=",
+    "dataset.download",
+    "dataset.cache_dir=",
+    "dataset.root=",
+    "dataset.strict=",
+    "hydra.",
+)
+
+
+def default_study_name(cfg: DictConfig) -> str:
+    """The study's name, plus the command line's other overrides: rerunning a command
+    resumes its own Optuna study, and the jobs of a multirun over search settings
+    (`-m search.sampler=random,tpe`) each get theirs instead of sharing the first's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return cfg.study
+    overrides = sorted(
+        o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(SAME_STUDY)
+    )
+    return f"{cfg.study}[{','.join(overrides)}]" if overrides else cfg.study
+
+
+def round_name(base: str, round_: int) -> str:
+    """The Optuna study of round `round_` of the search `base`."""
+    return base if round_ == 1 else f"{base}.round{round_}"
+
+
+def best_params(study: optuna.Study, top: float) -> list[dict[str, Any]]:
+    """The params of the best `top` fraction of a round's complete trials (at least one)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise UserError(
+            f"round {study.study_name!r} has no complete trial (all pruned, diverged or "
+            "failed), so there is nothing to narrow the next round's ranges to"
+        )
+    done = sorted(done, key=lambda t: t.value, reverse=True)
+    return [t.params for t in done[: max(1, int(np.ceil(len(done) * top)))]]
 
 
 def storage_url(configured: str | None, tracking: str) -> str:

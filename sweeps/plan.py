@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from models.init import INIT_SCHEMES
 from models.mlp import ACTIVATIONS
 from sweeps.config import ModelConfig, OptimizerConfig, check_choice, check_positive
+from sweeps.data import Dataset
 from sweeps.errors import ConfigError
 from sweeps.optimizers import RULES
 
@@ -147,3 +148,20 @@ def group_by_architecture(variants: list[Variant]) -> list[list[Variant]]:
     for v in variants:
         groups.setdefault(v.architecture(), []).append(v)
     return list(groups.values())
+
+
+def check_shapes(variants: list[Variant], data: Dataset) -> None:
+    """The data must fit every variant's input and output layers."""
+    features = data.train_x.shape[1]
+    classes = int(data.train_y.max()) + 1
+    for v in variants:
+        if v.model.input_size != features:
+            raise ConfigError(
+                f"model.input_size={v.model.input_size} (variant {v.name!r}) but {data.name} "
+                f"samples have {features} features"
+            )
+        if v.model.output_size < classes:
+            raise ConfigError(
+                f"model.output_size={v.model.output_size} (variant {v.name!r}) but {data.name} "
+                f"has {classes} classes"
+            )

@@ -1,4 +1,8 @@
-"""Entry point: `python -m sweeps.run +experiment=NAME [overrides]`."""
+"""Entry point: `python -m sweeps.run +experiment=NAME [overrides]`.
+
+Hydra composes the config; the kind registry (`sweeps.kinds`) runs it. Heavy imports (torch,
+mlflow) happen inside the kind, so `--help` and Hydra's own errors are instant.
+"""
 
 import logging
 import sys
@@ -16,7 +20,7 @@ log = logging.getLogger("sweeps")
 def main(cfg: DictConfig) -> None:
     """Run the composed study; a bad input exits 2 with one clear line instead of a traceback."""
     from sweeps.errors import UserError
-    from sweeps.study import run_study
+    from sweeps.kinds import run_study
 
     try:
         run_study(cfg)

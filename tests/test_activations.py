@@ -3,9 +3,9 @@
 import pytest
 from mlflow import MlflowClient
 
-from sweeps.activations import layer_outputs, layer_stats
+from sweeps.kinds import run_study
+from sweeps.kinds.activations import layer_outputs, layer_stats
 from sweeps.plan import expand_variants
-from sweeps.study import run_study
 
 
 @pytest.fixture

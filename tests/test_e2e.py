@@ -2,44 +2,23 @@
 
 import gzip
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import command, runs_by_name
 from mlflow import MlflowClient
 
 from sweeps.errors import ConfigError
-from sweeps.study import run_study
+from sweeps.kinds import run_study
 
 VARIANTS = ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
-
-
-def sweeps_run(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        [sys.executable, "-m", "sweeps.run", *overrides],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def runs_by_name(uri: str, experiment: str) -> dict[str, object]:
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    assert exp is not None, f"experiment {experiment!r} missing"
-    return {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
 
 
 def test_optimizer_study_end_to_end(tmp_path: Path, data_cache: Path, tracking_uri: str) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    proc = sweeps_run(
+    proc = command(
         work,
         "+experiment=optimizers",
         "train.iterations=25",
@@ -100,7 +79,7 @@ def corrupt_idx_folder(folder: Path) -> Path:
 
 def test_corrupt_dataset_exits_nonzero_and_opens_no_run(tmp_path: Path, tracking_uri: str) -> None:
     bad = corrupt_idx_folder(tmp_path / "idx")
-    proc = sweeps_run(
+    proc = command(
         tmp_path,
         "+experiment=optimizers",
         f"dataset.root={bad.parent}",
@@ -125,7 +104,7 @@ def test_bad_values_exit_2_with_one_clear_line(
 ) -> None:
     if override == "device=cuda" and _cuda_available():
         pytest.skip("CUDA is available here")
-    proc = sweeps_run(tmp_path, "+experiment=optimizers", override, f"tracking.uri={tracking_uri}")
+    proc = command(tmp_path, "+experiment=optimizers", override, f"tracking.uri={tracking_uri}")
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -143,7 +122,7 @@ def test_failure_mid_study_leaves_no_run_running(
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("sweeps.study.train_variants", boom)
+    monkeypatch.setattr("sweeps.kinds.train.train_variants", boom)
     with pytest.raises(RuntimeError, match="boom"):
         run_study(make_cfg("+experiment=optimizers", "train.iterations=3"))
     runs = runs_by_name(tracking_uri, "optimizers")

@@ -2,66 +2,19 @@
 
 import itertools
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-from mlflow.entities import Run
+from helpers import multirun, runs_by_role
 
-from sweeps.multirun import PARENT_ENV
-from sweeps.study import run_study
-from sweeps.tracking import PARENT_TAG, Recorder
-
-TINY = ["train.iterations=5", "train.progress=false", "device=cpu", "dataset.download=false"]
-
-
-def sweeps_multirun(
-    cwd: Path, data_cache: Path, *overrides: str, prelude: str = ""
-) -> subprocess.CompletedProcess:
-    """`python -m sweeps.run -m ...` with tiny budgets; `prelude` runs first, in the same
-    process, to make a job fail in ways no config value can."""
-    if prelude:
-        run = 'runpy.run_module("sweeps.run", run_name="__main__", alter_sys=True)'
-        command = ["-c", f"import runpy\n{prelude}\n{run}"]
-    else:
-        command = ["-m", "sweeps.run"]
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", PARENT_ENV)}
-    return subprocess.run(
-        [
-            sys.executable,
-            *command,
-            "-m",
-            *overrides,
-            *TINY,
-            f"dataset.cache_dir={data_cache}",
-            f"hydra.sweep.dir={cwd / 'sweep'}",
-        ],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def runs_by_role(uri: str, experiment: str) -> dict[str, list[Run]]:
-    """multirun / study / variant (the runs without a role) -> runs."""
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    assert exp is not None, f"experiment {experiment!r} missing"
-    roles: dict[str, list[Run]] = {"multirun": [], "study": [], "variant": []}
-    for run in client.search_runs([exp.experiment_id]):
-        roles[run.data.tags.get("sweeps.role", "variant")].append(run)
-    return roles
+from sweeps.kinds import run_study
+from sweeps.recording import PARENT_ENV, PARENT_TAG, Recorder
 
 
 def test_grid_is_one_parent_with_a_child_per_job(
     tmp_path: Path, data_cache: Path, tracking_uri: str
 ) -> None:
-    proc = sweeps_multirun(
+    proc = multirun(
         tmp_path,
         data_cache,
         "optimizer=sgd,adam",
@@ -103,7 +56,7 @@ def test_bad_value_in_a_job_exits_2_and_fails_the_parent(tmp_path: Path, data_ca
     """run.py's exit 2 escapes Hydra's job wrapper: the jobs after it never run, and Hydra
     calls neither on_job_end nor on_multirun_end. No tracking.uri: the callback and the jobs
     must agree on the default store beside the working directory."""
-    proc = sweeps_multirun(tmp_path, data_cache, "optimizer.lr=0.01,-1,0.1")
+    proc = multirun(tmp_path, data_cache, "optimizer.lr=0.01,-1,0.1")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "optimizer.lr=-1.0 must be a positive number" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -126,12 +79,12 @@ def test_crashed_job_leaves_no_run_running(
     """Hydra's basic launcher records an exception and carries on with the next job, then
     raises; Ctrl-C stops the grid at once."""
     prelude = (
-        "import sweeps.study\n"
+        "import sweeps.kinds.train\n"
         "def boom(*args, **kwargs):\n"
         f"    raise {error}('boom')\n"
-        "sweeps.study.train_variants = boom\n"
+        "sweeps.kinds.train.train_variants = boom\n"
     )
-    proc = sweeps_multirun(
+    proc = multirun(
         tmp_path, data_cache, "optimizer=sgd,adam", f"tracking.uri={tracking_uri}", prelude=prelude
     )
     assert proc.returncode != 0
@@ -160,7 +113,7 @@ def test_study_run_nests_only_under_a_parent_in_its_own_experiment(
     else:
         parent = Recorder(tracking_uri, parent_experiment).start("multirun", {}, {})
     monkeypatch.setenv(PARENT_ENV, parent)
-    with caplog.at_level(logging.WARNING, logger="sweeps.multirun"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.recording"):
         run_study(make_cfg("+experiment=optimizer_paths"))
     [study] = runs_by_role(tracking_uri, "optimizer_paths")["study"]
     assert study.data.tags.get(PARENT_TAG) == (parent if nested else None)

@@ -11,7 +11,13 @@ from sweeps.data import Dataset
 from sweeps.errors import ConfigError
 from sweeps.plan import Variant
 from sweeps.population import Population
-from sweeps.train import members_per_chunk, schedule, train_population, train_variants
+from sweeps.trainer import (
+    Training,
+    members_per_chunk,
+    schedule,
+    train_population,
+    train_variants,
+)
 
 CPU = torch.device("cpu")
 
@@ -44,12 +50,12 @@ OPTIMIZERS = [
 def assert_population_equals_solo_runs(
     members: list[Variant], data: Dataset, train: TrainConfig
 ) -> None:
-    together = train_variants(members, data, train, seed=9, desc="t")
+    together = train_variants(members, Training(data, train, 9), "t")
     assert together.chunk == len(members)
     for k, member in enumerate(members):
-        alone = train_variants([member], data, train, seed=9, desc="t")
+        alone = train_variants([member], Training(data, train, 9), "t")
         np.testing.assert_allclose(together.losses[:, k], alone.losses[:, 0], rtol=1e-4, atol=1e-6)
-        assert together.test_acc[k] == pytest.approx(alone.test_acc[0])
+        assert together.eval_acc[k] == pytest.approx(alone.eval_acc[0])
 
 
 def test_every_optimizer_in_one_population_equals_solo_runs(data: Dataset) -> None:
@@ -86,15 +92,15 @@ def test_own_batches_per_member_equal_solo_runs(data: Dataset) -> None:
     assert_population_equals_solo_runs(members, data, train)
     # Same start (same seed for init), different batch streams: different losses.
     same_init = [variant("a", seed=1), variant("b", seed=1)]
-    shared = train_variants(same_init, data, TRAIN, seed=0, desc="t")
+    shared = train_variants(same_init, Training(data, TRAIN, 0), "t")
     assert np.array_equal(shared.losses[:, 0], shared.losses[:, 1])
 
 
 def test_chunks_give_the_same_numbers(data: Dataset) -> None:
     members = [variant(f"m{k}", opt, lr, seed=k) for k, (opt, lr) in enumerate(OPTIMIZERS)]
-    whole = train_variants(members, data, TRAIN, seed=1, desc="t")
+    whole = train_variants(members, Training(data, TRAIN, 1), "t")
     chunked = train_variants(
-        members, data, dataclasses.replace(TRAIN, max_members=2), seed=1, desc="t"
+        members, Training(data, dataclasses.replace(TRAIN, max_members=2), 1), "t"
     )
     assert chunked.chunk == 2
     np.testing.assert_allclose(chunked.losses, whole.losses, rtol=1e-5, atol=1e-6)
@@ -110,7 +116,7 @@ def test_chunk_size_from_memory_estimate(data: Dataset) -> None:
 def test_diverged_member_is_frozen_others_go_on(data: Dataset) -> None:
     members = [variant("ok", "sgd", 0.1, seed=1), variant("boom", "sgd", 1e30, seed=1)]
     pop = Population(members, CPU)
-    result = train_population(pop, data, TRAIN, seed=0)
+    result = train_population(pop, Training(data, TRAIN, 0))
     k_ok, k_boom = pop.names.index("ok"), pop.names.index("boom")
     assert result.diverged_at[k_ok] == -1
     step = int(result.diverged_at[k_boom])
@@ -122,33 +128,28 @@ def test_diverged_member_is_frozen_others_go_on(data: Dataset) -> None:
     pop.host_checks = True
     pop.step(data.train_x[:16], data.train_y[:16])
     assert torch.equal(pop.model.member_vector(k_boom), frozen)
-    alone = train_variants([members[0]], data, TRAIN, seed=0, desc="t")
+    alone = train_variants([members[0]], Training(data, TRAIN, 0), "t")
     np.testing.assert_allclose(result.losses[:, k_ok], alone.losses[:, 0], rtol=1e-5)
 
 
 def test_losses_decrease(data: Dataset) -> None:
-    result = train_variants(
-        [variant("adam", "adam", 0.01)],
-        data,
-        TrainConfig(iterations=200, batch_size=32, progress=False),
-        seed=0,
-        desc="t",
-    )
+    train = TrainConfig(iterations=200, batch_size=32, progress=False)
+    result = train_variants([variant("adam", "adam", 0.01)], Training(data, train, 0), "t")
     assert result.losses[-20:].mean() < 0.7 * result.losses[:20].mean()
     assert result.train_acc[0] > 0.6
 
 
 def test_bf16_autocast_trains_close_to_float32(data: Dataset) -> None:
     members = [variant("adam", "adam", 0.01)]
-    exact = train_variants(members, data, TRAIN, seed=0, desc="t")
-    amp = train_variants(members, data, dataclasses.replace(TRAIN, amp=True), seed=0, desc="t")
+    exact = train_variants(members, Training(data, TRAIN, 0), "t")
+    amp = train_variants(members, Training(data, dataclasses.replace(TRAIN, amp=True), 0), "t")
     assert not np.array_equal(amp.losses, exact.losses)
     np.testing.assert_allclose(amp.losses[-5:], exact.losses[-5:], rtol=0.1, atol=0.05)
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(data: Dataset) -> None:
     def losses(seed: int) -> np.ndarray:
-        return train_variants([variant("sgd")], data, TRAIN, seed=seed, desc="t").losses
+        return train_variants([variant("sgd")], Training(data, TRAIN, seed), "t").losses
 
     np.testing.assert_array_equal(losses(3), losses(3))
     assert not np.array_equal(losses(3), losses(4))
@@ -185,7 +186,7 @@ def test_members_must_share_architecture() -> None:
 def test_epoch_schedule_and_per_epoch_accuracy(data: Dataset) -> None:
     train = TrainConfig(iterations=None, epochs=3, batch_size=50, progress=False)
     assert schedule(train, 150) == (9, 3)
-    result = train_variants([variant("a")], data, train, seed=0, desc="t")
+    result = train_variants([variant("a")], Training(data, train, 0), "t")
     assert result.losses.shape == (9, 1)
     assert result.epoch_train_acc.shape == (3, 1)
     assert result.epoch_train_acc[-1, 0] == pytest.approx(result.train_acc[0])

@@ -1,60 +1,78 @@
-"""Smoothing, figure and summary table."""
+"""`python -m sweeps.report` redraws a study from the MLflow store alone."""
 
-import numpy as np
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from sweeps.report import (
-    accuracy_figure,
-    format_table,
-    loss_figure,
-    smooth_curve,
-    summary_table,
+from sweeps.errors import UserError
+from sweeps.kinds import run_study
+from sweeps.report import rebuild
+
+COLUMNS = ["variant", "final_loss", "train_acc", "test_acc", "gap"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "figures"),
+    [
+        (["+experiment=optimizers", "train.iterations=20"], {"optimizers.png"}),
+        (
+            ["+experiment=weight_decay", "train.epochs=3"],
+            {"weight_decay.png", "weight_decay_loss.png"},
+        ),
+    ],
 )
+def test_training_study_table_and_figures_rebuilt(
+    make_cfg, tracking_uri: str, tmp_path: Path, overrides: list[str], figures: set[str]
+) -> None:
+    cfg = make_cfg(*overrides)
+    original = run_study(cfg)
+    table, folder = rebuild(cfg.study, out=str(tmp_path / "out"), uri=tracking_uri)
+    pd.testing.assert_frame_equal(table[COLUMNS], original[COLUMNS], check_dtype=False)
+    assert {p.name for p in folder.iterdir()} == figures | {"summary.csv"}
 
 
-def test_smooth_curve_keeps_length_and_constants() -> None:
-    assert np.allclose(smooth_curve(np.full(50, 0.3)), 0.3)
-    assert len(smooth_curve(np.arange(100.0))) == 100
+def test_paths_and_activations_rebuilt(make_cfg, tracking_uri: str, tmp_path: Path) -> None:
+    paths = run_study(make_cfg("+experiment=optimizer_paths"))
+    table, _ = rebuild("optimizer_paths", out=str(tmp_path / "p"), uri=tracking_uri)
+    pd.testing.assert_frame_equal(table, paths, check_dtype=False)
+    acts = run_study(make_cfg("+experiment=activations", "probe.samples=100"))
+    table, folder = rebuild("activations", out=str(tmp_path / "a"), uri=tracking_uri)
+    pd.testing.assert_frame_equal(table, acts, check_dtype=False)
+    assert len(list(folder.glob("activations_*.png"))) == 3
 
 
-def test_smooth_curve_is_the_textbook_kaiser_window() -> None:
-    x = np.random.default_rng(0).normal(size=200)
-    w = np.kaiser(11, 2)
-    w = w / w.sum()
-    # Away from the mirrored edges, each point is the window-weighted mean of its neighbours.
-    assert smooth_curve(x)[100] == pytest.approx(float(np.dot(w, x[95:106])))
-    assert smooth_curve(x).std() < 0.6 * x.std()
+def test_unknown_experiment_names_the_known_ones(make_cfg, tracking_uri: str) -> None:
+    run_study(make_cfg("+experiment=optimizer_paths"))
+    with pytest.raises(UserError, match="no MLflow experiment 'nope'.*optimizer_paths"):
+        rebuild("nope", uri=tracking_uri)
 
 
-def test_short_series_are_left_alone() -> None:
-    assert np.array_equal(smooth_curve(np.array([3.0, 1.0])), [3.0, 1.0])
-
-
-def test_summary_table_and_figure() -> None:
-    losses = pd.DataFrame({"a": np.linspace(2, 0.1, 40), "b": np.linspace(2, 1, 40)})
-    finals = pd.DataFrame(
-        {"train_acc": [0.9, 0.5], "test_acc": [0.8, 0.4], "seconds": [1.0, 1.0]},
-        index=["a", "b"],
+def test_command_line(make_cfg, tracking_uri: str, tmp_path: Path) -> None:
+    run_study(make_cfg("+experiment=optimizer_paths"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeps.report",
+            "optimizer_paths",
+            "--tracking-uri",
+            tracking_uri,
+            "--out",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    table = summary_table(losses, finals, smooth=False)
-    cols = ["variant", "final_loss", "train_acc", "test_acc", "gap", "seconds"]
-    assert list(table.columns) == cols
-    assert table.gap.tolist() == pytest.approx([0.1, 0.1])
-    assert table.final_loss.tolist() == pytest.approx([0.1, 1.0])
-    assert "0.8000" in format_table(table)
-    fig = loss_figure(losses, "t", smooth=True, ylim=[0, 1])
-    ax = fig.axes[0]
-    assert ax.get_ylim() == (0, 1)
-    assert [line.get_label() for line in ax.get_lines()] == ["a", "b"]
-
-
-def test_accuracy_figure_has_a_panel_per_variant() -> None:
-    index = pd.RangeIndex(1, 11)
-    train = pd.DataFrame({"a": np.linspace(0.1, 1, 10), "b": np.linspace(0.1, 0.9, 10)}, index)
-    test = train * 0.8
-    fig = accuracy_figure(train, test, "t")
-    visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in visible] == ["a", "b"]
-    assert [line.get_label() for line in visible[0].get_lines()] == ["train", "test"]
-    assert visible[1].get_lines()[1].get_linestyle() == "--"
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "AdaGrad" in proc.stdout and (tmp_path / "cli" / "optimizer_paths.png").is_file()
+    bad = subprocess.run(
+        [sys.executable, "-m", "sweeps.report", "nope", "--tracking-uri", tracking_uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "no MLflow experiment 'nope'" in bad.stderr

@@ -8,13 +8,16 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from helpers import experiment_runs, multirun
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from sweeps.data import load_data
 from sweeps.errors import ConfigError
+from sweeps.kinds import run_study, search
 from sweeps.optuna_study import INTERRUPTED, RETRY_OF
-from sweeps.rebuild import rebuild
-from sweeps.study import load_data, run_study
+from sweeps.population import Population
+from sweeps.report import rebuild
 
 TINY = ("+experiment=hparam_search", "train.epochs=2", "dataset.train_size=200")
 # Learning rates that mostly learn within 4 epochs, so the median pruner has trials to stop.
@@ -38,10 +41,7 @@ def search_cfg(make_cfg, storage: str, *overrides: str):
 
 
 def trial_runs(uri: str, experiment: str = "hparam_search") -> list:
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], "tags.`sweeps.role` = 'trial'")
-    return runs
+    return experiment_runs(uri, experiment, "tags.`sweeps.role` = 'trial'")
 
 
 def study_trials(storage: str, name: str = "hparam_search") -> list:
@@ -112,12 +112,10 @@ def test_same_seed_same_trials(make_cfg, storage: str, tmp_path: Path) -> None:
 def test_rerun_resumes_and_n_trials_counts_the_total(
     make_cfg, tracking_uri: str, storage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sweeps.search import Search
-
     run_study(search_cfg(make_cfg, storage, "search.n_trials=3"))
     run_study(search_cfg(make_cfg, storage, "search.n_trials=5"))
     # Nothing left to do; the best trial is the same, so its test score is not computed again.
-    monkeypatch.setattr(Search, "retrain", lambda *a: pytest.fail("test set read twice"))
+    monkeypatch.setattr(search.Search, "retrain", lambda *a: pytest.fail("test set read twice"))
     run_study(search_cfg(make_cfg, storage, "search.n_trials=5"))
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("hparam_search")
@@ -136,8 +134,6 @@ def test_rerun_resumes_and_n_trials_counts_the_total(
 def test_interrupted_search_resumes_without_lost_or_duplicated_trials(
     make_cfg, tracking_uri: str, storage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sweeps import search
-
     real = search.train_variants
     calls = []
 
@@ -177,14 +173,13 @@ def test_search_never_reads_the_test_set(
 ) -> None:
     """Test tensors on PyTorch's meta device hold no data: any read of them during the
     search would raise. Retraining, which must read test once, shows the trap works."""
-    from sweeps import search
 
-    def meta_test_set(cfg, device):
-        data = load_data(cfg, device)
+    def meta_test_set(dataset, device):
+        data = load_data(dataset, device)
         return replace(
             data,
-            test_x=torch.empty(data.test_x.shape, device="meta"),
-            test_y=torch.empty(data.test_y.shape, dtype=torch.long, device="meta"),
+            eval_x=torch.empty(data.eval_x.shape, device="meta"),
+            eval_y=torch.empty(data.eval_y.shape, dtype=torch.long, device="meta"),
         )
 
     monkeypatch.setattr(search, "load_data", meta_test_set)
@@ -195,19 +190,19 @@ def test_search_never_reads_the_test_set(
 
 
 def test_validation_split_is_disjoint_shuffled_and_fixed(make_cfg) -> None:
-    data = load_data(make_cfg(*TINY), torch.device("cpu"))
+    data = load_data(make_cfg(*TINY).dataset, torch.device("cpu"))
     split = data.validation_split(0.2, seed=0)
-    assert (len(split.train_y), len(split.test_y)) == (160, 40)
+    assert (len(split.train_y), len(split.eval_y)) == (160, 40)
     assert split.eval_split == "val"
     rows = {tuple(r.tolist()) for r in data.train_x}
     train_rows = {tuple(r.tolist()) for r in split.train_x}
-    val_rows = {tuple(r.tolist()) for r in split.test_x}
+    val_rows = {tuple(r.tolist()) for r in split.eval_x}
     assert train_rows | val_rows <= rows
     assert not train_rows & val_rows
     again = data.validation_split(0.2, seed=0)
-    assert torch.equal(again.test_x, split.test_x)
+    assert torch.equal(again.eval_x, split.eval_x)
     # Shuffled: the validation samples are not simply the first 40.
-    assert not torch.equal(split.test_x, data.train_x[:40])
+    assert not torch.equal(split.eval_x, data.train_x[:40])
 
 
 def test_rounds_narrow_each_range_to_the_best_trials(
@@ -318,9 +313,7 @@ def test_a_journal_file_storage_resumes_too(make_cfg, tracking_uri: str, tmp_pat
 def test_multirun_over_search_settings_gives_each_job_its_own_study(
     tmp_path: Path, data_cache: Path, tracking_uri: str
 ) -> None:
-    from test_multirun import sweeps_multirun
-
-    proc = sweeps_multirun(
+    proc = multirun(
         tmp_path,
         data_cache,
         "+experiment=hparam_search",
@@ -384,8 +377,6 @@ def test_running_out_of_memory_mid_search_changes_nothing(
 ) -> None:
     """The trainer halves its chunks and starts the batch over; pruning decisions and
     reports already made replay consistently, so the search ends as without the retry."""
-    from sweeps.population import Population
-
     settings = (*PRUNING, "train.max_members=6")
     plain = run_study(search_cfg(make_cfg, storage, *settings))
     step, calls = Population.step, []

@@ -2,8 +2,8 @@
 
 import pytest
 
+from sweeps.kinds import run_study
 from sweeps.plan import expand_variants
-from sweeps.study import run_study
 
 
 def test_weight_init_study_config(make_cfg) -> None:
@@ -62,9 +62,9 @@ def test_the_first_n_embedded_samples_are_class_balanced(make_cfg) -> None:
     finding."""
     import torch
 
-    from sweeps.study import load_data
+    from sweeps.data import load_data
 
-    data = load_data(make_cfg(), torch.device("cpu"))
+    data = load_data(make_cfg().dataset, torch.device("cpu"))
     for n in (100, 300, 1000):
         assert torch.bincount(data.train_y[:n], minlength=10).tolist() == [n // 10] * 10
 

@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 from sweeps.errors import ConfigError
-from sweeps.study import run_study
+from sweeps.kinds import run_study
 
 
 def suite_cfg(make_cfg, studies: list[str], tracking_uri: str, data_cache: Path):

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from sweeps.config import flatten
 from sweeps.errors import UserError
-from sweeps.tracking import Recorder, artifact_root, flatten, tracking_uri
+from sweeps.recording import Recorder, artifact_root, tracking_uri
 
 
 def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
-"""A search's table and figures, built from its trials' MLflow runs.
+"""A search's table and figures, built from its trials' recorded runs.
 
-The live search and `python -m sweeps.report` both read the trials back from MLflow (every
-invocation that resumed the study included), so the two always agree. Optuna's importance
-and parallel-coordinate plots are drawn from an in-memory Optuna study rebuilt from those
-runs, which needs no access to the search's Optuna storage.
+The live search and `python -m sweeps.report` both read the trials back from the tracking
+store (every invocation that resumed the Optuna study included), so the two always agree.
+Optuna's importance and parallel-coordinate plots are drawn from an in-memory Optuna study
+rebuilt from those runs, which needs no access to the search's Optuna storage.
 """
 
 import logging
@@ -14,24 +14,14 @@ import numpy as np
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from sweeps.tracking import metric_history
+from sweeps.figures import best_trials_figure
+from sweeps.recording import ROLE_TAG, RunRecord, Store
 
 log = logging.getLogger(__name__)
 
 BEST_PANELS = 20
 TRIAL_TAG = "optuna.trial_number"
-
-
-def trial_runs(client: Any, experiment_id: str, search: str) -> list[Any]:
-    """Every finished trial run of the search `search` (all rounds and invocations)."""
-    return client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`sweeps.search` = '{search}' and tags.`sweeps.role` = 'trial' "
-            "and attributes.status = 'FINISHED'"
-        ),
-        max_results=50000,
-    )
+SEARCH_TAG = "sweeps.search"  # names the search a trial run and its parent belong to
 
 
 def typed(value: str, dist: BaseDistribution) -> Any:
@@ -41,12 +31,12 @@ def typed(value: str, dist: BaseDistribution) -> Any:
     return int(float(value)) if isinstance(dist, IntDistribution) else float(value)
 
 
-def trials_table(runs: list[Any], space: dict[str, BaseDistribution]) -> pd.DataFrame:
+def trials_table(runs: list[RunRecord], space: dict[str, BaseDistribution]) -> pd.DataFrame:
     """One row per trial, best validation accuracy first; failed and pruned trials last
     among equals, so the top rows are the configurations worth keeping."""
     rows = []
     for run in runs:
-        tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+        tags, metrics, params = run.tags, run.metrics, run.params
         row = {
             "round": int(tags.get("search.round", 1)),
             "trial": int(tags[TRIAL_TAG]),
@@ -56,7 +46,7 @@ def trials_table(runs: list[Any], space: dict[str, BaseDistribution]) -> pd.Data
         row |= {
             "val_acc": metrics.get("val/acc", np.nan),
             "train_acc": metrics.get("train/acc", np.nan),
-            "run_id": run.info.run_id,
+            "run_id": run.run_id,
         }
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -67,36 +57,6 @@ def trials_table(runs: list[Any], space: dict[str, BaseDistribution]) -> pd.Data
         ["val_acc", "_complete", "round", "trial"], ascending=[False, False, True, True]
     )
     return table.drop(columns="_complete").reset_index(drop=True)
-
-
-def best_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str):
-    """The textbook's "Best-1..Best-20" grid: validation accuracy solid, train dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = 5
-    rows = max(int(np.ceil(len(curves) / cols)), 1)
-    fig, axes = plt.subplots(rows, cols, figsize=(12, 2.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for i, (label, (val, train)) in enumerate(curves.items()):
-        ax = axes.flat[i]
-        ax.set_axis_on()
-        x = np.arange(1, len(val) + 1)
-        ax.plot(x, val, label="val")
-        ax.plot(x, train, "--", label="train")
-        ax.set_ylim(0.0, 1.0)
-        ax.set_title(f"Best-{i + 1}", fontsize=9)
-        ax.text(0.97, 0.9, label, transform=ax.transAxes, fontsize=7, ha="right")
-        if i % cols:
-            ax.set_yticks([])
-        ax.set_xticks([])
-    axes.flat[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 def optuna_figures(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> dict[str, Any]:
@@ -142,10 +102,12 @@ def optuna_figures(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> d
 
 
 def search_outputs(
-    client: Any, experiment_id: str, search: str, space: dict[str, BaseDistribution]
+    store: Store, experiment_id: str, search: str, space: dict[str, BaseDistribution]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """(trials table, {file name: figure}) for the search named `search`."""
-    table = trials_table(trial_runs(client, experiment_id, search), space)
+    """(trials table, {file name: figure}) for the search named `search`: every finished
+    trial run of it (all rounds and invocations) in the experiment."""
+    runs = store.runs(experiment_id, {SEARCH_TAG: search, ROLE_TAG: "trial"})
+    table = trials_table(runs, space)
     if table.empty:
         return table, {}
     best = table[table["state"] == "COMPLETE"].head(BEST_PANELS)
@@ -153,9 +115,6 @@ def search_outputs(
     for _, row in best.iterrows():
         label = f"r{row['round']} #{row['trial']}  val {row['val_acc']:.3f}"
         run_id = row["run_id"]
-        curves[label] = (
-            metric_history(client, run_id, "val/acc"),
-            metric_history(client, run_id, "train/acc"),
-        )
-    figures = {"best_trials.png": best_figure(curves, f"{search}: best trials")}
+        curves[label] = (store.history(run_id, "val/acc"), store.history(run_id, "train/acc"))
+    figures = {"best_trials.png": best_trials_figure(curves, f"{search}: best trials")}
     return table, figures | optuna_figures(table, space)

@@ -1,19 +1,21 @@
-"""kind=paths: the textbook's optimizer paths on f(x, y) = x^2/20 + y^2 (ch. 6.1.7).
+"""kind=optimizer_paths: the textbook's optimizer paths on f(x, y) = x^2/20 + y^2 (ch. 6.1.7).
 
 The same update rules as the networks use (`sweeps.optimizers`), on a 2-D parameter, so the
 figure shows exactly the optimizers the other studies compare.
 """
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
 
+from sweeps.figures import pyplot
 from sweeps.optimizers import RULES
 from sweeps.plan import Variant, expand_variants
-from sweeps.runtime import provenance_tags
-from sweeps.study import finish_parent, start_parent
-from sweeps.tracking import Recorder, tracking_uri
+from sweeps.recording import RecordedStudy, provenance_tags, study_run
+from sweeps.tables import show
 
 
 def f(xy: np.ndarray) -> np.ndarray:
@@ -44,17 +46,12 @@ def optimizer_path(v: Variant, start: list[float], steps: int) -> np.ndarray:
 
 def paths_figure(paths: dict[str, np.ndarray], title: str):
     """A panel per optimizer: contours of f, the path in red, the minimum marked '+'."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     x, y = np.meshgrid(np.arange(-10, 10, 0.01), np.arange(-5, 5, 0.01))
     z = f(np.stack([x, y], axis=-1))
     z[z > 7] = 0  # the textbook's trick: keep the contours near the minimum
     cols = min(len(paths), 2)
     rows = -(-len(paths) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
     for ax, (name, path) in zip(axes.flat, paths.items(), strict=False):
         ax.contour(x, y, z)
         ax.plot(path[:, 0], path[:, 1], "o-", color="red", markersize=3)
@@ -71,7 +68,7 @@ def paths_figure(paths: dict[str, np.ndarray], title: str):
     return fig
 
 
-def paths_outputs(study: str, paths: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict]:
+def outputs(study: str, paths: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The study's table (each path's end point and f there) and its figure."""
     rows = [
         {"variant": name, "x": path[-1, 0], "y": path[-1, 1], "f": f(path[-1])}
@@ -81,27 +78,34 @@ def paths_outputs(study: str, paths: dict[str, np.ndarray]) -> tuple[pd.DataFram
     return pd.DataFrame(rows), {f"{study}.png": figure}
 
 
-def run_paths(cfg: DictConfig) -> pd.DataFrame:
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """Each variant's path in its own child run (x, y, f per step); returns the end points."""
     variants = expand_variants(cfg)
     start, steps = list(cfg.paths.start), cfg.paths.steps
-    recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
     tags = provenance_tags(torch.device("cpu")) | {"seed": cfg.seed}
-    with recorder.guarded():
-        parent = start_parent(recorder, cfg, tags)
+    with study_run(cfg, tags) as study:
         paths = {}
         for v in variants:
-            child = recorder.start(v.name, v.params(), tags, parent=parent)
+            child = study.child(v.name, v.params())
             path = paths[v.name] = optimizer_path(v, start, steps)
-            values = f(path)
-            recorder.log_metrics(
-                child,
-                [
-                    (key, float(val), i)
-                    for i, (p, fv) in enumerate(zip(path, values, strict=True))
-                    for key, val in (("x", p[0]), ("y", p[1]), ("f", fv))
-                ],
-            )
-            recorder.finish(child)
-        table, figures = paths_outputs(cfg.study, paths)
-        finish_parent(recorder, parent, cfg.study, table, figures)
+            points = [
+                (key, float(val), i)
+                for i, (p, fv) in enumerate(zip(path, f(path), strict=True))
+                for key, val in (("x", p[0]), ("y", p[1]), ("f", fv))
+            ]
+            study.close_child(child, points)
+        table, figures = outputs(cfg.study, paths)
+        study.log_outputs(figures, {"summary.csv": table})
+        study.finish()
+    show(f"{cfg.study} ({len(table)} variants)", table)
     return table
+
+
+def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The paths from the children's x and y series."""
+    cfg = study.config
+    paths = {
+        v.name: np.stack([study.history(v.name, "x"), study.history(v.name, "y")], axis=1)
+        for v in expand_variants(cfg)
+    }
+    return outputs(cfg.study, paths)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from sweeps.paths import optimizer_path
+from sweeps.kinds import run_study
+from sweeps.kinds.optimizer_paths import optimizer_path
 from sweeps.plan import expand_variants
-from sweeps.study import run_study
 
 
 def paths(make_cfg) -> dict[str, np.ndarray]:

@@ -1,5 +1,9 @@
 """The training loop: populations step on a stream of mini-batches kept on the device.
 
+What one call trains on and how (data, budget, seed, per-epoch hook) travels as one
+`Training`; results come back per member as a `TrainResult`, evaluated on the data's
+evaluation split (test, or validation in a search).
+
 Batches are drawn with replacement (the textbook's `np.random.choice(train_size, batch_size)`)
 by indexing tensors that already live on the device: one stream shared by every member
 (seeded by the study seed), or with `train.shared_batches=false` one stream per member keyed
@@ -37,16 +41,29 @@ MEMORY_FRACTION = 0.5
 EpochCallback = Callable[[np.ndarray, int, np.ndarray, np.ndarray], np.ndarray | None]
 
 
+@dataclass(frozen=True)
+class Training:
+    """What every population of one call trains on, and how: the data (models are evaluated
+    on its evaluation split), the budget and batch settings, the seed of the shared batch
+    stream, and an optional per-epoch hook (a search's pruner)."""
+
+    data: Dataset
+    config: TrainConfig
+    seed: int
+    on_epoch: EpochCallback | None = None
+
+
 @dataclass
 class TrainResult:
-    """Per-member results, members along the last axis in the caller's order."""
+    """Per-member results, members along the last axis in the caller's order. `eval_*` are
+    accuracies on the data's evaluation split (`Dataset.eval_split`)."""
 
     losses: np.ndarray  # (steps, K)
     train_acc: np.ndarray  # (K,)
-    test_acc: np.ndarray  # (K,)
+    eval_acc: np.ndarray  # (K,)
     diverged_at: np.ndarray  # (K,) first step with a non-finite loss, -1 if none
     epoch_train_acc: np.ndarray  # (epochs, K); empty for iteration-based studies
-    epoch_test_acc: np.ndarray
+    epoch_eval_acc: np.ndarray
     seconds: float
     chunk: int  # members trained together
 
@@ -55,14 +72,35 @@ class TrainResult:
         inverse = np.argsort(order)
         return replace(self, **{f: getattr(self, f)[..., inverse] for f in MEMBER_ARRAYS})
 
+    def points(self, k: int, split: str, epochs: int | None = None) -> list[tuple[str, float, int]]:
+        """Member k's series and final values as (key, value, step) metric points.
+
+        `train/loss` is stepped by iteration. Accuracies (`train/acc`, `{split}/acc`, split
+        naming the evaluation split) are stepped by epoch in epoch-based studies, up to
+        `epochs` (a pruned trial's last one); otherwise logged once, at the last iteration.
+        """
+        recorded = len(self.epoch_train_acc)
+        kept = recorded if epochs is None else min(epochs, recorded)
+        steps = len(self.losses) * kept // recorded if recorded else len(self.losses)
+        points = [("train/loss", v, i) for i, v in enumerate(self.losses[:steps, k])]
+        final_step = len(self.losses)
+        for e in range(kept):
+            points.append(("train/acc", self.epoch_train_acc[e, k], e + 1))
+            points.append((f"{split}/acc", self.epoch_eval_acc[e, k], e + 1))
+        if not recorded:
+            points.append(("train/acc", self.train_acc[k], final_step))
+            points.append((f"{split}/acc", self.eval_acc[k], final_step))
+        points.append(("train/seconds", self.seconds, final_step))
+        return points
+
 
 MEMBER_ARRAYS = (
     "losses",
     "train_acc",
-    "test_acc",
+    "eval_acc",
     "diverged_at",
     "epoch_train_acc",
-    "epoch_test_acc",
+    "epoch_eval_acc",
 )
 
 
@@ -131,16 +169,10 @@ def members_per_chunk(
     return max(1, int(available_bytes(device) * MEMORY_FRACTION) // per_member)
 
 
-def train_variants(
-    variants: Sequence[Variant],
-    data: Dataset,
-    train: TrainConfig,
-    seed: int,
-    desc: str,
-    on_epoch: EpochCallback | None = None,
-) -> TrainResult:
+def train_variants(variants: Sequence[Variant], training: Training, desc: str) -> TrainResult:
     """Train variants of one architecture as populations of at most the chunk size that
     fits; halve the chunk and start over if the device still runs out of memory."""
+    data, train = training.data, training.config
     device = data.train_x.device
     chunk = members_per_chunk(variants, train, len(data.train_y), device)
     while True:
@@ -151,7 +183,7 @@ def train_variants(
                 label = f"{desc} chunk {j + 1}/{len(parts)}" if len(parts) > 1 else desc
                 pop = Population(part, device, amp=train.amp, compile=train.compile)
                 members = j * chunk + pop.order
-                result = train_population(pop, data, train, seed, label, on_epoch, members)
+                result = train_population(pop, training, label, members)
                 results.append(result.take(pop.order))
             return merge(results)
         except torch.OutOfMemoryError:
@@ -164,24 +196,20 @@ def train_variants(
 
 
 def train_population(
-    pop: Population,
-    data: Dataset,
-    train: TrainConfig,
-    seed: int,
-    desc: str = "train",
-    on_epoch: EpochCallback | None = None,
-    members: np.ndarray | None = None,
+    pop: Population, training: Training, desc: str = "train", members: np.ndarray | None = None
 ) -> TrainResult:
     """Train every member of `pop`; results in the population's stored member order.
 
-    `on_epoch` sees the stored members as `members` (default: their stored positions); it
-    costs one host sync per epoch, which only a caller that needs the numbers pays for.
+    `training.on_epoch` sees the stored members as `members` (default: their stored
+    positions); it costs one host sync per epoch, which only a caller that needs the numbers
+    pays for.
     """
+    data, train, on_epoch = training.data, training.config, training.on_epoch
     total, per_epoch = schedule(train, len(data.train_y))
     device = data.train_x.device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(training.seed)
     losses = torch.empty(total, pop.size, device=device)
-    epoch_train, epoch_test = [], []
+    epoch_train, epoch_eval = [], []
     n = len(data.train_y)
     start = time.perf_counter()
     for i in tqdm(range(total), desc=desc, unit="it", disable=not train.progress, mininterval=0.5):
@@ -193,22 +221,22 @@ def train_population(
         losses[i] = pop.step(data.train_x[idx], data.train_y[idx])
         if per_epoch and (i + 1) % per_epoch == 0:
             epoch_train.append(pop.accuracy(data.train_x, data.train_y, train.eval_batch_size))
-            epoch_test.append(pop.accuracy(data.test_x, data.test_y, train.eval_batch_size))
+            epoch_eval.append(pop.accuracy(data.eval_x, data.eval_y, train.eval_batch_size))
             if on_epoch is not None:
                 ids = np.arange(pop.size) if members is None else members
                 stop = on_epoch(
                     ids,
                     len(epoch_train),
                     epoch_train[-1].cpu().numpy(),
-                    epoch_test[-1].cpu().numpy(),
+                    epoch_eval[-1].cpu().numpy(),
                 )
                 if stop is not None and stop.any():
                     pop.stop(torch.as_tensor(stop))
     if epoch_train:  # the last epoch's evaluation is the final one
-        train_acc, test_acc = epoch_train[-1], epoch_test[-1]
+        train_acc, eval_acc = epoch_train[-1], epoch_eval[-1]
     else:
         train_acc = pop.accuracy(data.train_x, data.train_y, train.eval_batch_size)
-        test_acc = pop.accuracy(data.test_x, data.test_y, train.eval_batch_size)
+        eval_acc = pop.accuracy(data.eval_x, data.eval_y, train.eval_batch_size)
     seconds = time.perf_counter() - start
 
     def host(rows: list[torch.Tensor]) -> np.ndarray:
@@ -217,10 +245,10 @@ def train_population(
     return TrainResult(
         losses=losses.cpu().numpy(),
         train_acc=train_acc.cpu().numpy(),
-        test_acc=test_acc.cpu().numpy(),
+        eval_acc=eval_acc.cpu().numpy(),
         diverged_at=pop.diverged_at.cpu().numpy(),
         epoch_train_acc=host(epoch_train),
-        epoch_test_acc=host(epoch_test),
+        epoch_eval_acc=host(epoch_eval),
         seconds=seconds,
         chunk=pop.size,
     )

@@ -2,7 +2,8 @@
 
 Each study is composed from its own experiment file plus the suite's `overrides` and the
 overrides given on the command line (so `tracking.uri=...`, `device=...`, `seed=...` reach
-every study), runs and records exactly as it would alone.
+every study), and runs through the kind registry, recording exactly as it would alone. The
+suite records no run of its own, so it has no `rebuild`: each study is rebuilt by its name.
 """
 
 from pathlib import Path
@@ -14,9 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sweeps.errors import ConfigError
-from sweeps.report import format_table
+from sweeps.kinds import run_study
+from sweeps.tables import show
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def command_line_overrides() -> list[str]:
@@ -38,13 +40,13 @@ def compose_study(name: str, overrides: list[str]) -> DictConfig:
         return compose("config", overrides=overrides)
 
 
-def run_suite(cfg: DictConfig) -> pd.DataFrame:
-    from sweeps.study import run_study
-
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """Every study of `suite.studies` in turn; returns their tables stacked, a `study` column
+    first."""
     overrides = [*cfg.suite.overrides, *command_line_overrides()]
     configs = [compose_study(name, overrides) for name in cfg.suite.studies]
     tables = [run_study(study).assign(study=study.study) for study in configs]
     combined = pd.concat(tables, ignore_index=True)
     combined = combined[["study", *[c for c in combined.columns if c != "study"]]]
-    print(f"\nsuite ({len(configs)} studies)\n{format_table(combined)}\n", flush=True)
+    show(f"suite ({len(configs)} studies)", combined)
     return combined

@@ -5,6 +5,8 @@ units (no bias, no training), with weights drawn by each variant's init scheme; 
 textbook shows is how each scheme keeps (or fails to keep) the activations spread out.
 """
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -12,10 +14,12 @@ from omegaconf import DictConfig
 
 from models.init import init_std
 from models.mlp import ACTIVATIONS
+from sweeps.figures import pyplot
 from sweeps.plan import Variant, expand_variants
-from sweeps.runtime import provenance_tags
-from sweeps.study import finish_parent, start_parent
-from sweeps.tracking import Recorder, tracking_uri
+from sweeps.recording import RecordedStudy, provenance_tags, study_run
+from sweeps.tables import show
+
+STATS = ("mean", "std", "saturated")
 
 # Outputs where the activation's gradient (nearly) vanishes.
 SATURATED = {
@@ -53,13 +57,8 @@ def layer_stats(activation: str, outputs: list[np.ndarray]) -> pd.DataFrame:
 
 def histogram_figure(activation: str, rows: dict[str, list[np.ndarray]], bins: int, title: str):
     """A row per weight setting, a panel per layer, as in the textbook's histograms."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     layers = len(next(iter(rows.values())))
-    fig, axes = plt.subplots(
+    fig, axes = pyplot().subplots(
         len(rows), layers, figsize=(2.4 * layers, 2.0 * len(rows)), squeeze=False
     )
     for r, (name, outputs) in enumerate(rows.items()):
@@ -77,7 +76,7 @@ def histogram_figure(activation: str, rows: dict[str, list[np.ndarray]], bins: i
 
 def histogram_figures(
     study: str, outputs: list[tuple[Variant, list[np.ndarray]]], bins: int
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """`STUDY_ACTIVATION.png` -> figure: a row per weight setting (the variant's name before
     the grid point) of each activation's variants."""
     by_activation: dict[str, dict[str, list[np.ndarray]]] = {}
@@ -91,34 +90,46 @@ def histogram_figures(
 
 def summary_row(name: str, last: dict[str, float]) -> dict[str, object]:
     """A table row: the variant and its last layer's mean, std and saturated fraction."""
-    return {"variant": name} | {f"last_{k}": float(last[k]) for k in ("mean", "std", "saturated")}
+    return {"variant": name} | {f"last_{k}": float(last[k]) for k in STATS}
 
 
-def run_activations(cfg: DictConfig) -> pd.DataFrame:
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """Each variant's per-layer statistics in its own child run; returns the last layer's."""
     variants = expand_variants(cfg)
     probe = cfg.probe
-    recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
     tags = provenance_tags(torch.device("cpu")) | {"seed": cfg.seed}
-    with recorder.guarded():
-        parent = start_parent(recorder, cfg, tags)
+    with study_run(cfg, tags) as study:
         collected: list[tuple[Variant, list[np.ndarray]]] = []
         rows = []
         for v in variants:
-            child = recorder.start(v.name, v.params(), tags, parent=parent)
+            child = study.child(v.name, v.params())
             outputs = layer_outputs(v, probe.samples, probe.width, probe.layers)
             stats = layer_stats(v.model.activation, outputs)
-            recorder.log_metrics(
-                child,
-                [
-                    (f"layer/{key}", row[key], int(row["layer"]))
-                    for _, row in stats.iterrows()
-                    for key in ("mean", "std", "saturated")
-                ],
-            )
-            recorder.finish(child)
+            points = [
+                (f"layer/{key}", row[key], int(row["layer"]))
+                for _, row in stats.iterrows()
+                for key in STATS
+            ]
+            study.close_child(child, points)
             collected.append((v, outputs))
             rows.append(summary_row(v.name, stats.iloc[-1].to_dict()))
         figures = histogram_figures(cfg.study, collected, probe.bins)
         table = pd.DataFrame(rows)
-        finish_parent(recorder, parent, cfg.study, table, figures)
+        study.log_outputs(figures, {"summary.csv": table})
+        study.finish()
+    show(f"{cfg.study} ({len(table)} variants)", table)
     return table
+
+
+def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The table from the children's last-layer statistics; the histograms from the untrained
+    stacks recomputed from the recorded config and seed (MLflow holds only the statistics,
+    and the stacks are deterministic)."""
+    cfg = study.config
+    probe = cfg.probe
+    rows, collected = [], []
+    for v in expand_variants(cfg):
+        last = {k: study.history(v.name, f"layer/{k}")[-1] for k in STATS}
+        rows.append(summary_row(v.name, last))
+        collected.append((v, layer_outputs(v, probe.samples, probe.width, probe.layers)))
+    return pd.DataFrame(rows), histogram_figures(cfg.study, collected, probe.bins)

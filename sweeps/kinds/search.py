@@ -1,0 +1,322 @@
+"""kind=search (a training study with `+search=NAME`): the textbook's hyperparameter search
+(ch. 6.5) on Optuna.
+
+Never tune on test data: trials train on the training part of a validation split and are
+judged on validation accuracy; the test set is loaded but kept out of the search (it is not
+in the dataset the trials see). Trials are asked in batches of `search.batch` and trained
+together as populations; each epoch every live trial reports its validation accuracy, and
+a pruner may stop it (its weights freeze). `search.rounds` repeats the search with every
+range narrowed to the span of the previous round's best trials. At the end the best
+configuration is retrained on train+validation and scored once on test.
+"""
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from sweeps.data import Dataset, load_data
+from sweeps.device import resolve_device
+from sweeps.errors import ConfigError
+from sweeps.optuna_study import (
+    best_params,
+    check_resumable,
+    counts,
+    default_study_name,
+    interrupt,
+    objective_of,
+    open_storage,
+    open_study,
+    prepare_resume,
+    round_name,
+    storage_url,
+    validate_search,
+)
+from sweeps.plan import Variant, build_variants, check_shapes, group_by_architecture
+from sweeps.recording import (
+    ROLE_TAG,
+    RecordedStudy,
+    StudyRun,
+    dataset_tags,
+    provenance_tags,
+    study_run,
+    tracking_uri,
+)
+from sweeps.search_outputs import SEARCH_TAG, search_outputs
+from sweeps.space import Space, describe, narrow, parse_space
+from sweeps.tables import format_table
+from sweeps.trainer import Training, train_variants
+
+log = logging.getLogger(__name__)
+
+SHOWN = 20  # rows of the trials table printed to the console; the CSV has all
+TESTED = "sweeps.tested"
+
+
+def trial_spec(params: dict[str, Any], name: str) -> DictConfig:
+    """A trial's sampled values (dotted keys) as a variant spec."""
+    spec = OmegaConf.create({"name": name})
+    for key, value in params.items():
+        OmegaConf.update(spec, key, value.item() if isinstance(value, np.generic) else value)
+    return spec
+
+
+def check_space(cfg: DictConfig, space: Space) -> None:
+    """Every bound and choice must make a valid variant, before any run is opened."""
+    specs = {}
+    for key, dist in space.items():
+        values = getattr(dist, "choices", None) or (dist.low, dist.high)
+        for i, value in enumerate(values):
+            specs[f"{key}#{i}"] = trial_spec({key: value}, f"{key}={value}")
+    try:
+        build_variants(cfg, specs)
+    except ConfigError as err:
+        raise ConfigError(f"search.space: {err}") from err
+
+
+class Search:
+    """One invocation of a search: its config, the run it records into, the data its trials
+    train and are judged on (`data`, whose evaluation split is validation), and the data the
+    best configuration is retrained and tested on (`full`)."""
+
+    def __init__(
+        self, cfg: DictConfig, name: str, study: StudyRun, data: Dataset, full: Dataset
+    ) -> None:
+        self.cfg = cfg
+        self.name = name
+        self.study = study
+        self.training = Training(data, cfg.train, cfg.seed)
+        self.full = full
+        self.pruning = cfg.search.pruner != "none"
+
+    def run_round(self, optuna_study: optuna.Study, space: Space, round_: int) -> int:
+        """Ask, train and tell until the round has `n_trials` finished trials; returns how
+        many this invocation trained."""
+        search = self.cfg.search
+        remaining = search.n_trials - prepare_resume(optuna_study)
+        trained = 0
+        while remaining > 0:
+            n = min(search.batch, remaining)
+            trials: list[optuna.Trial] = []
+            told: set[int] = set()
+            try:
+                trials.extend(optuna_study.ask(space) for _ in range(n))
+                self.train_batch(optuna_study, trials, round_, told)
+            except BaseException:
+                interrupt(optuna_study, [t for t in trials if t.number not in told])
+                raise
+            remaining -= n
+            trained += n
+            complete = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if complete:
+                best = max(complete, key=lambda t: t.value)
+                log.info(
+                    "%s: %d of %d trials done; best val/acc so far %.4f (trial %d)",
+                    optuna_study.study_name,
+                    search.n_trials - remaining,
+                    search.n_trials,
+                    best.value,
+                    best.number,
+                )
+        return trained
+
+    def train_batch(
+        self, optuna_study: optuna.Study, trials: list[optuna.Trial], round_: int, told: set[int]
+    ) -> None:
+        prefix = "" if round_ == 1 else f"r{round_}-"
+        specs = {
+            f"{prefix}trial-{t.number}": trial_spec(t.params, f"{prefix}trial-{t.number}")
+            for t in trials
+        }
+        variants = build_variants(self.cfg, specs)
+        by_name = dict(zip((v.name for v in variants), trials, strict=True))
+        for group in group_by_architecture(variants):
+            self.train_group(optuna_study, group, [by_name[v.name] for v in group], round_, told)
+
+    def train_group(
+        self,
+        optuna_study: optuna.Study,
+        group: list[Variant],
+        trials: list[optuna.Trial],
+        round_: int,
+        told: set[int],
+    ) -> None:
+        """Train one population of trials, reporting each epoch; tell and record each."""
+        tags = {
+            ROLE_TAG: "trial",
+            SEARCH_TAG: self.name,
+            "optuna.study": optuna_study.study_name,
+            "search.round": round_,
+        }
+        children = [
+            self.study.child(
+                v.name,
+                v.params() | t.params,
+                tags | {"optuna.trial_number": t.number, "optuna.state": "RUNNING"},
+            )
+            for v, t in zip(group, trials, strict=True)
+        ]
+        pruned_at = np.zeros(len(group), dtype=int)
+        reported: list[set[int]] = [set() for _ in group]
+
+        def on_epoch(ids: np.ndarray, epoch: int, train_acc, val_acc) -> np.ndarray:
+            stop = np.zeros(len(ids), dtype=bool)
+            for j, i in enumerate(ids):
+                if pruned_at[i]:  # a retry after running out of memory replays epochs
+                    stop[j] = epoch >= pruned_at[i]
+                    continue
+                if epoch in reported[i]:
+                    continue
+                reported[i].add(epoch)
+                trials[i].report(float(val_acc[j]), epoch)
+                if self.pruning and trials[i].should_prune():
+                    pruned_at[i] = stop[j] = epoch
+            return stop
+
+        desc = f"{optuna_study.study_name} trials {trials[0].number}-{trials[-1].number}"
+        result = train_variants(group, replace(self.training, on_epoch=on_epoch), desc)
+        split = self.training.data.eval_split
+        for k, (trial, child) in enumerate(zip(trials, children, strict=True)):
+            epochs = int(pruned_at[k]) or None
+            if result.diverged_at[k] >= 0:
+                state, status = TrialState.FAIL, {"status": "diverged"}
+                status["diverged_at"] = int(result.diverged_at[k])
+                optuna_study.tell(trial, state=state)
+            elif epochs:
+                state, status = TrialState.PRUNED, {"status": "pruned", "pruned_at": epochs}
+                optuna_study.tell(trial, state=state)
+            else:
+                state, status = TrialState.COMPLETE, {"status": "ok"}
+                optuna_study.tell(trial, float(result.eval_acc[k]))
+            told.add(trial.number)
+            points = result.points(k, split, epochs)
+            self.study.close_child(child, points, status | {"optuna.state": state.name})
+
+    def test_once(
+        self, optuna_study: optuna.Study, best: pd.Series, space: Space
+    ) -> tuple[dict[str, float], bool]:
+        """The best trial's test scores, and whether they were computed now: the test set is
+        read once per best trial. A later invocation with the same best trial (a finished
+        study run again) reuses the scores recorded in the Optuna study."""
+        key = f"round{best['round']}.trial{best['trial']}"
+        recorded = optuna_study.user_attrs.get(TESTED, {})
+        if recorded.get("best") == key:
+            return recorded["scores"], False
+        scores = self.retrain(best, space)
+        optuna_study.set_user_attr(TESTED, {"best": key, "scores": scores})
+        return scores, True
+
+    def retrain(self, best: pd.Series, space: Space) -> dict[str, float]:
+        """The best trial's configuration on train+validation, scored on test."""
+        cfg = self.cfg
+        params = {key: best[key] for key in space}
+        variant = build_variants(cfg, {"best": trial_spec(params, "best")})
+        desc = f"{cfg.study} retrain best (trial {best['trial']})"
+        result = train_variants(variant, replace(self.training, data=self.full), desc)
+        return {
+            "test/acc": float(result.eval_acc[0]),
+            "retrain/train/acc": float(result.train_acc[0]),
+            "retrain/seconds": result.seconds,
+        }
+
+    def finish(self, first: optuna.Study, space: Space) -> tuple[pd.DataFrame, str]:
+        """Trials table and figures, best params and metrics, the retrained test score;
+        closes the parent run. Returns the table and the console summary."""
+        study = self.study
+        table, figures = search_outputs(study.recorder, study.experiment_id, self.name, space)
+        study.log_outputs(figures, {"trials.csv": table})
+        complete = table[table["state"] == "COMPLETE"] if not table.empty else table
+        shown = format_table(table.head(SHOWN).drop(columns="run_id", errors="ignore"))
+        lines = [f"\n{self.cfg.study}: {len(table)} trials, best first\n{shown}"]
+        if complete.empty:
+            log.warning("no trial completed: nothing to retrain")
+        else:
+            best = complete.iloc[0]
+            study.log(
+                params={f"best/{k}": best[k] for k in space},
+                tags={"best.trial": best["trial"], "best.run_id": best["run_id"]},
+            )
+            metrics = {"best/val/acc": best["val_acc"], "best/train/acc": best["train_acc"]}
+            lines.append(
+                f"best: round {best['round']} trial {best['trial']}, "
+                f"val acc {best['val_acc']:.4f}, "
+                + ", ".join(
+                    f"{k}={best[k]:.4g}" if isinstance(best[k], float) else f"{k}={best[k]}"
+                    for k in space
+                )
+            )
+            if self.cfg.search.retrain:
+                scores, fresh = self.test_once(first, best, space)
+                metrics |= scores
+                lines.append(
+                    f"retrained on train+validation ({len(self.full.train_y)} samples): "
+                    f"test acc {scores['test/acc']:.4f}"
+                    + ("" if fresh else " (recorded earlier for this trial; test not read again)")
+                )
+            study.log(metrics=metrics)
+        study.finish()
+        return table, "\n".join(lines) + "\n"
+
+
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """Search, report, retrain the best; returns the trials table (best first)."""
+    search = cfg.search
+    validate_search(search, cfg.train.epochs)
+    space = parse_space(OmegaConf.to_container(search.space, resolve=True))
+    check_space(cfg, space)
+    if not cfg.dataset.val_fraction:
+        raise ConfigError(
+            "a search judges trials on a validation split, never on test data: "
+            "set dataset.val_fraction (the textbook uses 0.2)"
+        )
+    ignored = list(cfg.variants) + list(cfg.grid)
+    if ignored:
+        log.warning(
+            "the search trains its trials from the base config; ignoring variants/grid %s",
+            ignored,
+        )
+    device = resolve_device(cfg.device)
+    full = load_data(cfg.dataset, device)
+    data = full.validation_split(cfg.dataset.val_fraction, cfg.dataset.split_seed)
+    check_shapes(build_variants(cfg, {"base": {}}), full)
+
+    storage_at = storage_url(search.storage, tracking_uri(cfg.tracking.uri))
+    storage = open_storage(storage_at)
+    name = search.study_name or default_study_name(cfg)
+    optuna_study = first = open_study(storage, name, search, cfg.seed, cfg.train.epochs)
+    check_resumable(optuna_study, objective_of(cfg, space))
+    tags = provenance_tags(device) | dataset_tags(full) | dataset_tags(data) | {"seed": cfg.seed}
+    if ignored:
+        tags["search.ignored"] = ", ".join(ignored)
+    with study_run(cfg, tags) as study:
+        study.log(tags={SEARCH_TAG: name, "optuna.storage": storage_at})
+        runner = Search(cfg, name, study, data, full)
+        first_space, trained = space, 0
+        for round_ in range(1, search.rounds + 1):
+            if round_ > 1:
+                space = narrow(space, best_params(optuna_study, search.top))
+                optuna_study = open_study(
+                    storage, round_name(name, round_), search, cfg.seed, cfg.train.epochs
+                )
+                check_resumable(optuna_study, objective_of(cfg, space))
+            ranges = describe(space)
+            study.log(params={f"round{round_}.{k}": v for k, v in ranges.items()})
+            log.info("round %d/%d of %r: %s", round_, search.rounds, name, ranges)
+            trained += runner.run_round(optuna_study, space, round_)
+            finished = sum(counts(t) for t in optuna_study.get_trials(deepcopy=False))
+            log.info("round %d: %d trials finished (%d trained now)", round_, finished, trained)
+        table, summary = runner.finish(first, first_space)
+    print(summary, flush=True)
+    return table
+
+
+def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The trials table and figures from every trial run of the recorded search."""
+    space = parse_space(OmegaConf.to_container(study.config.search.space, resolve=True))
+    name = study.parent.tags[SEARCH_TAG]
+    return search_outputs(study.store, study.experiment_id, name, space)

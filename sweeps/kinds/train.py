@@ -1,0 +1,137 @@
+"""kind=train: a study's variants (crossed with its grid) trained as populations.
+
+Order matters for the user: everything that can fail on bad input (config, device, dataset,
+shapes) runs before the first MLflow run is opened. Variants that share an architecture train
+as one population; each variant gets a child run with its loss and accuracy series, and the
+parent gets the study's figure and summary table.
+"""
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from sweeps.data import load_data
+from sweeps.device import resolve_device
+from sweeps.figures import accuracy_figure, grid_figure, loss_figure
+from sweeps.plan import Variant, check_shapes, expand_variants, group_by_architecture
+from sweeps.recording import RecordedStudy, StudyRun, dataset_tags, provenance_tags, study_run
+from sweeps.tables import show, summary_table
+from sweeps.trainer import Training, TrainResult, train_variants
+
+log = logging.getLogger(__name__)
+
+# Per-variant histories a study's outputs are built from: "loss" (iteration x variant) and,
+# for epoch-based studies, "train" and "test" accuracy (epoch x variant). A training study's
+# evaluation split is the test set: only searches hold out validation data (config.validate).
+Histories = dict[str, dict[str, np.ndarray]]
+
+
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """Train every variant, record each in a child run; returns the summary table."""
+    variants = expand_variants(cfg)
+    groups = group_by_architecture(variants)
+    device = resolve_device(cfg.device)
+    data = load_data(cfg.dataset, device)
+    check_shapes(variants, data)
+    training = Training(data, cfg.train, cfg.seed)
+    tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}
+    with study_run(cfg, tags) as study:
+        histories: Histories = {"loss": {}, "train": {}, "test": {}}
+        finals = {}
+        for i, group in enumerate(groups):
+            names = ", ".join(v.name for v in group)
+            desc = f"{cfg.study} [{i + 1}/{len(groups)}: {names}]"
+            result = train_group(study, group, training, desc)
+            for k, v in enumerate(group):
+                histories["loss"][v.name] = result.losses[:, k]
+                histories["train"][v.name] = result.epoch_train_acc[:, k]
+                histories["test"][v.name] = result.epoch_eval_acc[:, k]
+                finals[v.name] = {
+                    "train_acc": result.train_acc[k],
+                    "test_acc": result.eval_acc[k],
+                    "seconds": result.seconds,
+                    "diverged": bool(result.diverged_at[k] >= 0),
+                }
+        table, figures = outputs(cfg, variants, histories, finals)
+        study.log_outputs(figures, {"summary.csv": table})
+        study.finish()
+    show(f"{cfg.study} ({len(table)} variants)", table)
+    return table
+
+
+def train_group(
+    study: StudyRun, group: list[Variant], training: Training, desc: str
+) -> TrainResult:
+    """Train variants of one architecture and record each in its own child run."""
+    children = [study.child(v.name, v.params(), {"sweeps.variant": v.name}) for v in group]
+    result = train_variants(group, training, desc)
+    for k, (v, child) in enumerate(zip(group, children, strict=True)):
+        diverged = int(result.diverged_at[k])
+        status = {"status": "ok", "population.size": result.chunk}
+        if diverged >= 0:
+            log.warning(
+                "variant %r diverged at step %d (non-finite loss); frozen", v.name, diverged
+            )
+            status |= {"status": "diverged", "diverged_at": diverged}
+        study.close_child(child, result.points(k, training.data.eval_split), status)
+    return result
+
+
+def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The table and figures from the children's params and metric histories."""
+    cfg = study.config
+    variants = expand_variants(cfg)
+    epoch_based = cfg.train.epochs is not None
+    histories: Histories = {"loss": {}, "train": {}, "test": {}}
+    finals = {}
+    for v in variants:
+        histories["loss"][v.name] = study.history(v.name, "train/loss")
+        if epoch_based:
+            histories["train"][v.name] = study.history(v.name, "train/acc")
+            histories["test"][v.name] = study.history(v.name, "test/acc")
+        child = study.children[v.name]
+        finals[v.name] = {
+            "train_acc": child.metrics["train/acc"],
+            "test_acc": child.metrics["test/acc"],
+            "seconds": child.metrics["train/seconds"],
+            "diverged": child.tags.get("status") == "diverged",
+        }
+    return outputs(cfg, variants, histories, finals)
+
+
+def outputs(
+    cfg: DictConfig,
+    variants: list[Variant],
+    histories: Histories,
+    finals: dict[str, dict[str, Any]],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The study's summary table and figures (file name -> figure).
+
+    `finals`: train_acc, test_acc, seconds, diverged by variant. The study's figure
+    `STUDY.png` is the textbook's: accuracy curves for epoch-based studies (a panel per
+    variant, or the `report.panels` x `report.lines` grid; the loss then goes to
+    `STUDY_loss.png`), else loss curves.
+    """
+    study, report = cfg.study, cfg.report
+    frames = {key: pd.DataFrame(series) for key, series in histories.items()}
+    losses = frames["loss"]
+    final = pd.DataFrame.from_dict(finals, orient="index")
+    table = summary_table(losses, final, smooth=report.smooth)
+    ylim = list(report.ylim) if report.ylim else None
+    figures: dict[str, Any] = {}
+    if len(frames["train"]):
+        epochs = pd.RangeIndex(1, len(frames["train"]) + 1)
+        train, test = frames["train"].set_index(epochs), frames["test"].set_index(epochs)
+        if report.panels and report.lines:
+            keys = pd.DataFrame([v.params() for v in variants], index=[v.name for v in variants])
+            figure = grid_figure(train, keys, report.panels, report.lines, study)
+        else:
+            figure = accuracy_figure(train, test, study)
+        figures[f"{study}.png"] = figure
+        ylim = None
+    loss_name = f"{study}_loss.png" if figures else f"{study}.png"
+    figures[loss_name] = loss_figure(losses, f"{study}: training loss", report.smooth, ylim)
+    return table, figures

@@ -1,0 +1,412 @@
+"""MLflow, and only here: the runs of a study invocation, what they hold, reading them back.
+
+Every other module records through this one, so the tracking conventions live in one place:
+- a parent run per invocation (`sweeps.role=study`) with the resolved config as params and as
+  `config.yaml`, provenance and dataset tags, nested under a Hydra multirun's run when there is
+  one in the same experiment;
+- a child run per variant or trial, with its own params and tags;
+- metric series as (key, value, step) points, a whole series in one `log_batch` call: one call
+  per point costs tens of seconds per study against SQLite (docs/DESIGN.md, "Batched logging");
+- a guard that closes every run still open as FAILED (KILLED on Ctrl-C), so an error never
+  leaves a phantom RUNNING run.
+
+Everything goes through `MlflowClient` with explicit run ids (no fluent global state). mlflow
+is imported when a store is opened, not with this module: the Hydra callback imports it on
+every invocation, `--help` included.
+"""
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from sweeps.config import Config, flatten, register
+from sweeps.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from sweeps.data import Dataset
+
+log = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+# A Hydra multirun's callback hands its run id to the jobs through this variable.
+PARENT_ENV = "SWEEPS_PARENT_RUN_ID"
+ROLE_TAG = "sweeps.role"
+PARAM_VALUE_LIMIT = 6000
+
+
+def tracking_uri(configured: str | None) -> str:
+    """`tracking.uri`, else $MLFLOW_TRACKING_URI, else MLflow 3's default beside the cwd."""
+    return (
+        configured
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or (f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+    )
+
+
+def artifact_root(uri: str) -> str | None:
+    """For a SQLite store, `mlruns/` beside the database file (MLflow's own default layout,
+    which otherwise would put artifacts under whatever directory the command ran in)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+    return None
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this code runs from, if it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def provenance_tags(device: "torch.device") -> dict[str, str]:
+    """Where and with what a run computed: device, torch/CUDA versions, command, commit."""
+    import torch
+
+    tags = {
+        "device": str(device),
+        "device.name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch.version": torch.__version__,
+        "cuda.version": str(torch.version.cuda),
+        "mlflow.source.name": "sweeps.run",
+        "mlflow.source.type": "LOCAL",
+        "sweeps.command": " ".join(["python -m sweeps.run", *sys.argv[1:]]),
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def dataset_tags(data: "Dataset") -> dict[str, Any]:
+    """Which data a run saw: name, source, whether it was the embedded fallback, split sizes."""
+    return {
+        "dataset.name": data.name,
+        "dataset.source": data.source,
+        "dataset.fallback": str(data.fallback).lower(),
+    } | {f"dataset.{split}_size": n for split, n in data.sizes().items()}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as reports read it back: MLflow's entity reduced to plain values."""
+
+    run_id: str
+    name: str
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]  # the latest value of each key
+    tags: dict[str, str]
+
+
+def record(run: Any) -> RunRecord:
+    """MLflow's `Run` entity as a RunRecord."""
+    info, data = run.info, run.data
+    return RunRecord(
+        info.run_id,
+        info.run_name,
+        info.status,
+        dict(data.params),
+        dict(data.metrics),
+        dict(data.tags),
+    )
+
+
+class Store:
+    """Reads a tracking store: finished runs and their metric series."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+
+    def runs(
+        self,
+        experiment_id: str,
+        tags: Mapping[str, str],
+        finished: bool = True,
+        latest: bool = False,
+    ) -> list[RunRecord]:
+        """The runs carrying all of `tags` (only FINISHED ones by default); `latest`: the
+        most recently started one only."""
+        terms = [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
+        if finished:
+            terms.append("attributes.status = 'FINISHED'")
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=" and ".join(terms),
+            order_by=["attributes.start_time DESC"] if latest else None,
+            max_results=1 if latest else 50000,
+        )
+        return [record(run) for run in runs]
+
+    def history(self, run_id: str, key: str) -> np.ndarray:
+        """A run's series `key`, ordered by step: what reports redraw curves from."""
+        points = sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)
+        return np.array([m.value for m in points])
+
+
+class Recorder(Store):
+    """Opens, fills and closes the runs of one study invocation in one MLflow experiment.
+
+    Every run it opens is tracked until closed, so `abort` can mark what is left FAILED (or
+    KILLED on Ctrl-C) and no run stays RUNNING after an error.
+    """
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        super().__init__(uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=artifact_root(uri)
+            )
+        elif found.lifecycle_stage == "deleted":
+            raise UserError(
+                f"MLflow experiment {experiment!r} is deleted in {uri}; restore it "
+                f"(mlflow experiments restore --experiment-id {found.experiment_id}) or pick "
+                f"another name with tracking.experiment=NAME"
+            )
+        else:
+            self.experiment_id = found.experiment_id
+        self.open: list[str] = []
+
+    def start(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any],
+        parent: str | None = None,
+    ) -> str:
+        all_tags = dict(tags) | ({PARENT_TAG: parent} if parent else {})
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
+        )
+        run_id = run.info.run_id
+        self.open.append(run_id)
+        self.log_params(run_id, params)
+        return run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in params.items()]
+        self.client.log_batch(run_id, params=items)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
+        """(key, value, step) points, all in one `log_batch` call."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, int(step)) for key, value, step in points]
+        self.client.log_batch(run_id, metrics=metrics)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def log_figure(self, run_id: str, figure: Any, path: str) -> None:
+        self.client.log_figure(run_id, figure, path)
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+        self.open.remove(run_id)
+
+    @contextmanager
+    def guarded(self) -> Iterator[None]:
+        """Close every run still open as KILLED on Ctrl-C, FAILED on any other error."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.abort("KILLED")
+            raise
+        except BaseException:
+            self.abort("FAILED")
+            raise
+
+    def abort(self, status: str = "FAILED") -> None:
+        """Close every run still open, children first."""
+        for run_id in reversed(list(self.open)):
+            self.finish(run_id, status)
+
+    def multirun_parent(self) -> str | None:
+        """The Hydra multirun's run this invocation nests under, or None outside a multirun.
+
+        MLflow shows nesting only within one experiment, and a job can record elsewhere than
+        the multirun's callback did (a swept `study` or `tracking.uri`, or
+        `hydra.job.chdir=true` with the default store beside the cwd); such a job stays a
+        top-level run rather than point at a parent its experiment cannot show.
+        """
+        run_id = os.environ.get(PARENT_ENV)
+        if not run_id:
+            return None
+        from mlflow.exceptions import MlflowException
+
+        try:
+            experiment_id = self.client.get_run(run_id).info.experiment_id
+        except MlflowException:
+            log.warning(
+                "multirun parent run %s is not in this job's store %s; recording the job unnested",
+                run_id,
+                self.uri,
+            )
+            return None
+        if experiment_id != self.experiment_id:
+            log.warning(
+                "multirun parent run %s is in MLflow experiment %r, this job records in %r; "
+                "recording the job unnested (nested runs must share an experiment)",
+                run_id,
+                self.client.get_experiment(experiment_id).name,
+                self.client.get_experiment(self.experiment_id).name,
+            )
+            return None
+        return run_id
+
+
+class StudyRun:
+    """The run context of one study invocation: its open parent run and the tags every
+    run of the invocation carries. Study kinds record through it."""
+
+    def __init__(self, recorder: Recorder, parent: str, tags: Mapping[str, Any]) -> None:
+        self.recorder = recorder
+        self.parent = parent
+        self.tags = dict(tags)
+
+    @property
+    def experiment_id(self) -> str:
+        return self.recorder.experiment_id
+
+    def child(
+        self, name: str, params: Mapping[str, Any], tags: Mapping[str, Any] | None = None
+    ) -> str:
+        """Open a run nested under the parent, with the invocation's tags and `tags`."""
+        return self.recorder.start(name, params, self.tags | dict(tags or {}), parent=self.parent)
+
+    def close_child(
+        self,
+        child: str,
+        points: Iterable[tuple[str, float, int]],
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Log a child's metric points (one batch) and tags, and close it FINISHED."""
+        self.recorder.log_metrics(child, points)
+        if tags:
+            self.recorder.set_tags(child, tags)
+        self.recorder.finish(child)
+
+    def log(
+        self,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Params, tags and final metrics (logged at step 0) on the parent run."""
+        if params:
+            self.recorder.log_params(self.parent, params)
+        if tags:
+            self.recorder.set_tags(self.parent, tags)
+        if metrics:
+            self.recorder.log_metrics(self.parent, [(k, v, 0) for k, v in metrics.items()])
+
+    def log_outputs(self, figures: Mapping[str, Any], tables: Mapping[str, "pd.DataFrame"]) -> None:
+        """The study's figures (file name -> matplotlib figure, closed once logged) and tables
+        (file name -> CSV) as artifacts of the parent run."""
+        import matplotlib.pyplot as plt
+
+        for name, figure in figures.items():
+            self.recorder.log_figure(self.parent, figure, name)
+            plt.close(figure)
+        for name, table in tables.items():
+            self.recorder.log_text(self.parent, table.to_csv(index=False), name)
+
+    def finish(self) -> None:
+        """Close the parent run FINISHED."""
+        self.recorder.finish(self.parent)
+
+
+@contextmanager
+def study_run(cfg: DictConfig, tags: Mapping[str, Any]) -> Iterator[StudyRun]:
+    """Open the invocation's parent run in `tracking.experiment`, with the resolved config as
+    params and `config.yaml`; any error inside closes every run still open (see `guarded`).
+    Everything that can fail on bad input should run before this opens."""
+    recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
+    with recorder.guarded():
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        parent = recorder.start(
+            cfg.study,
+            flatten(resolved),
+            dict(tags) | {ROLE_TAG: "study"},
+            parent=recorder.multirun_parent(),
+        )
+        recorder.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
+        yield StudyRun(recorder, parent, tags)
+    log.info("recorded in %s, experiment %r, run %s", recorder.uri, cfg.tracking.experiment, parent)
+
+
+@dataclass(frozen=True)
+class RecordedStudy:
+    """A finished study invocation as the store holds it: what `rebuild` redraws from."""
+
+    store: Store
+    experiment_id: str
+    parent: RunRecord
+    config: DictConfig  # the parent's config.yaml, checked against the schema
+    children: dict[str, RunRecord]  # by run name
+
+    def history(self, child: str, key: str) -> np.ndarray:
+        """The series `key` of the child run named `child`."""
+        return self.store.history(self.children[child].run_id, key)
+
+
+def recorded_study(experiment: str, run_id: str | None, uri: str | None) -> RecordedStudy:
+    """The study run `run_id` of `experiment`, or its latest finished one."""
+    store = Store(tracking_uri(uri))
+    client = store.client
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise UserError(f"no MLflow experiment {experiment!r}; there are: {', '.join(names)}")
+    if run_id:
+        run = client.get_run(run_id)
+        if run.info.experiment_id != exp.experiment_id:
+            raise UserError(f"run {run_id} is not in experiment {experiment!r}")
+        parent = record(run)
+    else:
+        found = store.runs(exp.experiment_id, {ROLE_TAG: "study"}, latest=True)
+        if not found:
+            raise UserError(f"experiment {experiment!r} has no finished study run")
+        parent = found[0]
+    register()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(parent.run_id, "config.yaml", tmp)
+        config = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
+    children = store.runs(exp.experiment_id, {PARENT_TAG: parent.run_id}, finished=False)
+    return RecordedStudy(
+        store, exp.experiment_id, parent, config, {run.name: run for run in children}
+    )

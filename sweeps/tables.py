@@ -1,0 +1,54 @@
+"""Study tables: the textbook's loss smoothing, the per-variant summary, console formatting.
+
+Inputs are pandas frames shaped like what MLflow's metric histories give back, so a live
+study and a rebuild from the store build the same table.
+"""
+
+import numpy as np
+import pandas as pd
+
+SMOOTH_WINDOW = 11
+
+
+def smooth_curve(values: np.ndarray) -> np.ndarray:
+    """The textbook's `smooth_curve`: a Kaiser(11, beta=2) window over the mirrored series.
+
+    Series shorter than the window are returned unchanged.
+    """
+    x = np.asarray(values, dtype=float)
+    if len(x) < SMOOTH_WINDOW:
+        return x
+    w = SMOOTH_WINDOW
+    padded = np.r_[x[w - 1 : 0 : -1], x, x[-1:-w:-1]]
+    kernel = np.kaiser(w, 2)
+    y = np.convolve(kernel / kernel.sum(), padded, mode="valid")
+    return y[5 : len(y) - 5]
+
+
+def summary_table(losses: pd.DataFrame, final: pd.DataFrame, smooth: bool = True) -> pd.DataFrame:
+    """One row per variant: final (smoothed) loss, train/test accuracy, their gap, seconds.
+
+    `final` is indexed by variant with columns train_acc, test_acc, seconds (and any more).
+    """
+    last = {
+        name: (smooth_curve(losses[name].to_numpy()) if smooth else losses[name].to_numpy())[-1]
+        for name in losses.columns
+    }
+    table = pd.DataFrame({"variant": list(last), "final_loss": list(last.values())})
+    table = table.merge(final, left_on="variant", right_index=True, how="left")
+    table.insert(table.columns.get_loc("test_acc") + 1, "gap", table.train_acc - table.test_acc)
+    return table
+
+
+def format_number(v: float) -> str:
+    """Four decimals, or four significant digits for the tiny values hyperparameters take."""
+    return f"{v:.4g}" if v and abs(v) < 1e-2 else f"{v:.4f}"
+
+
+def format_table(table: pd.DataFrame) -> str:
+    return table.to_string(index=False, float_format=format_number)
+
+
+def show(title: str, table: pd.DataFrame) -> None:
+    """Print a study's table on stdout, which carries only tables (logs go to stderr)."""
+    print(f"\n{title}\n{format_table(table)}\n", flush=True)
