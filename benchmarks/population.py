@@ -262,6 +262,26 @@ def study_seconds(experiment: str, device: str, overrides: list[str]) -> float:
     return seconds
 
 
+def end_to_end(
+    experiment: str, device: str, overrides: list[str], rows: list[dict]
+) -> tuple[dict[str, float], list[tuple[str, list[str]]]]:
+    """Seconds of each end-to-end run (see `e2e_runs`), the speed-up, the training time (the
+    population run less the fixed cost) and, for the optimizer study when `rows` holds the
+    GEMM-only step, the floor; also the runs and their extra overrides."""
+    cfg = study_config(experiment, overrides)
+    runs = e2e_runs(cfg)
+    e2e: dict[str, float] = {}
+    for label, extra in runs:
+        progress(f"end to end, {label}: python -m sweeps.run +experiment={experiment}")
+        e2e[f"{label}_s"] = study_seconds(experiment, device, [*overrides, *extra])
+    e2e["speedup"] = e2e["sequential_s"] / e2e["population_s"]
+    e2e["training_s"] = e2e["population_s"] - e2e["fixed_s"]
+    floor = next((r for r in rows if r["mode"] == GEMM_FLOOR), None)
+    if experiment == "optimizers" and floor and cfg.train.epochs is None:
+        e2e["floor_s"] = e2e["fixed_s"] + cfg.train.iterations * floor["step_ms"] / 1e3
+    return e2e, runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -291,18 +311,7 @@ def main() -> None:
     e2e: dict[str, float] = {}
     runs: list[tuple[str, list[str]]] = []
     if not args.skip_e2e:
-        cfg = study_config(args.experiment, args.e2e_overrides)
-        runs = e2e_runs(cfg)
-        for label, extra in runs:
-            progress(f"end to end, {label}: python -m sweeps.run +experiment={args.experiment}")
-            e2e[f"{label}_s"] = study_seconds(
-                args.experiment, device.type, [*args.e2e_overrides, *extra]
-            )
-        e2e["speedup"] = e2e["sequential_s"] / e2e["population_s"]
-        e2e["training_s"] = e2e["population_s"] - e2e["fixed_s"]
-        floor = next((r for r in rows if r["mode"] == GEMM_FLOOR), None)
-        if args.experiment == "optimizers" and floor and cfg.train.epochs is None:
-            e2e["floor_s"] = e2e["fixed_s"] + cfg.train.iterations * floor["step_ms"] / 1e3
+        e2e, runs = end_to_end(args.experiment, device.type, args.e2e_overrides, rows)
 
     print(header)
     if rows:
