@@ -149,9 +149,10 @@ def open_storage(url: str) -> Any:
     """An RDB URL (`sqlite:///...`, `postgresql://...`) or a journal file path.
 
     SQLite runs in WAL mode with normal syncing: each epoch's `trial.report` is a
-    transaction, and full syncing made them cost 2.5 ms instead of 0.9 ms here (about 10 s
-    of a 100-trial, 50-epoch search); WAL also lets a dashboard read while trials are
-    written. Commits survive a crash of the process; only a power loss may drop the last.
+    transaction, and full syncing makes each cost several times more (`python -m
+    benchmarks.stores`; docs/DESIGN.md, "Optuna's SQLite storage"); WAL also lets a dashboard
+    read while trials are written. Commits survive a crash of the process; only a power loss
+    may drop the last.
     """
     if "://" not in url:
         from optuna.storages import JournalStorage
