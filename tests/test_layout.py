@@ -3,6 +3,7 @@ lower module importing a study kind or an entry point), and only the recording m
 mlflow. The kind registry finds kinds by file and runs a new one from config alone."""
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -128,6 +129,18 @@ def test_only_the_recording_module_imports_mlflow() -> None:
             if name != "sweeps.recording" and any(n.split(".")[0] == "mlflow" for n in names):
                 offenders.append(f"{name} (line {node.lineno})")
     assert not offenders, "mlflow imported outside sweeps.recording: " + ", ".join(offenders)
+
+
+def test_entry_points_import_neither_torch_nor_mlflow() -> None:
+    """Hydra instantiates the multirun callback on every call: `--help` and config errors
+    must not pay a second each for torch and mlflow."""
+    probe = (
+        "import sys, sweeps.run, sweeps.multirun\n"
+        "print(sorted({'torch', 'mlflow'} & set(sys.modules)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_every_kind_module_is_registered_with_run_and_rebuild() -> None:
