@@ -25,8 +25,8 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
-# One worker and no job runner: answers in about 5 s with 0.5 GB instead of 12-20 s and about
-# 3.5 GB (docs/DESIGN.md, "The MLflow UI"; measured by python -m benchmarks.ui_start).
+# One worker and no job runner: answers in about 5 s holding 0.5 GB instead of 10-14 s and
+# growing to 3.4 GB (docs/DESIGN.md, "The lean MLflow UI start"; benchmarks/ui_start.py).
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --workers 1 \
 		--backend-store-uri sqlite:///mlflow.db
