@@ -41,6 +41,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from benchmarks import progress
 from sweeps.config import ModelConfig, OptimizerConfig, register
 from sweeps.plan import Variant
 from sweeps.population import Population
@@ -59,11 +60,6 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 # The optimizer study's update rules and learning rates (conf/experiment/optimizers.yaml);
 # the other hyperparameters are OptimizerConfig's defaults, which match the study's.
 STUDY_RULES = {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "rmsprop": 0.01, "adam": 0.001}
-
-
-def progress(message: str) -> None:
-    """Say on stderr what is being measured, so a long run visibly makes progress."""
-    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
 
 
 def synchronize(device: torch.device) -> None:

@@ -22,7 +22,6 @@ import argparse
 import json
 import logging
 import math
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,14 +33,10 @@ import optuna
 import pandas as pd
 from mlflow.entities import Metric
 
+from benchmarks import progress
 from sweeps.optuna_study import open_storage
 
 STUDY_SERIES, STUDY_POINTS = 5, 2000  # the optimizer study: five curves of 2000 iterations
-
-
-def progress(message: str) -> None:
-    """Say on stderr what is being measured, so a long run visibly makes progress."""
-    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
 
 
 def value(series: int, step: int) -> float:

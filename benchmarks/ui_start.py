@@ -40,17 +40,14 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from benchmarks import progress
+
 MLFLOW = Path(sys.executable).parent / "mlflow"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 INTERVAL = 0.2
 RISE, QUIET = 1.01, 3.0  # memory counts as settled once it has not risen 1% for 3 s
 JOBS = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 MODES = {"default": ([], None), "lean": (["--workers", "1"], "false")}  # extra args, $JOBS
-
-
-def progress(message: str) -> None:
-    """Say on stderr what is being measured, so a long run visibly makes progress."""
-    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
