@@ -5,7 +5,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from sweeps.config import validate
+from sweeps.config import flatten, validate
 from sweeps.errors import ConfigError
 from sweeps.plan import expand_variants, group_by_architecture
 
@@ -110,3 +110,8 @@ def test_grid_crosses_variants_with_every_point(make_cfg) -> None:
     assert variants[0].name == "sgd:init=he,init_scale=1"
     assert variants[-1].name == "adam:init=xavier,init_scale=0.01"
     assert variants[-1].optimizer.name == "adam" and variants[-1].model.init == "xavier"
+
+
+def test_flatten_dotted_keys_keep_lists() -> None:
+    tree = {"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}, "f": None}
+    assert flatten(tree) == {"a.b": 1, "a.c.d": [1, 2], "e": {}, "f": None}

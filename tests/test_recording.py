@@ -1,13 +1,13 @@
-"""Recorder behaviour against a real (tmp) SQLite MLflow store."""
+"""Recording against a real (tmp) SQLite MLflow store: runs, batches, the guard, reading back."""
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from sweeps.config import flatten
 from sweeps.errors import UserError
-from sweeps.recording import Recorder, artifact_root, tracking_uri
+from sweeps.recording import Recorder, artifact_root, recorded_study, study_run, tracking_uri
 
 
 def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -22,11 +22,6 @@ def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 def test_artifacts_go_beside_a_sqlite_store(tmp_path: Path) -> None:
     assert artifact_root(f"sqlite:///{tmp_path}/m.db") == (tmp_path / "mlruns").as_uri()
     assert artifact_root("http://127.0.0.1:5000") is None
-
-
-def test_flatten_dotted_keys_keep_lists() -> None:
-    tree = {"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}, "f": None}
-    assert flatten(tree) == {"a.b": 1, "a.c.d": [1, 2], "e": {}, "f": None}
 
 
 def test_metrics_written_in_batches_and_runs_nested(tracking_uri: str) -> None:
@@ -61,3 +56,38 @@ def test_deleted_experiment_is_a_clear_error(tracking_uri: str) -> None:
     client.delete_experiment(client.create_experiment("gone"))
     with pytest.raises(UserError, match="deleted.*tracking.experiment"):
         Recorder(tracking_uri, "gone")
+
+
+def test_a_study_run_error_closes_parent_and_children_failed(make_cfg, tracking_uri: str) -> None:
+    with pytest.raises(RuntimeError, match="boom"), study_run(make_cfg(), {"seed": 0}) as study:
+        child = study.child("a", {"x": 1}, {"t": "y"})
+        raise RuntimeError("boom")
+    client = MlflowClient(tracking_uri)
+    parent, run = client.get_run(study.parent), client.get_run(child)
+    assert {parent.info.status, run.info.status} == {"FAILED"}
+    assert parent.data.tags["sweeps.role"] == "study"
+    assert parent.data.params["train.batch_size"] == "128"
+    assert run.data.tags | {"seed": "0", "t": "y"} == run.data.tags
+    assert run.data.tags["mlflow.parentRunId"] == study.parent
+    assert [a.path for a in client.list_artifacts(study.parent)] == ["config.yaml"]
+
+
+def test_a_finished_study_reads_back_as_recorded(make_cfg, tracking_uri: str) -> None:
+    with study_run(make_cfg("seed=3"), {}) as study:
+        child = study.child("a", {"lr": 0.1})
+        study.close_child(child, [("m", 1.0, 0), ("m", 2.0, 1)], {"status": "ok"})
+        study.log(params={"best/lr": 0.1}, tags={"best.trial": 4}, metrics={"best/acc": 0.5})
+        study.log_outputs({}, {"summary.csv": pd.DataFrame({"variant": ["a"]})})
+        study.finish()
+    recorded = recorded_study("default", None, tracking_uri)
+    assert recorded.parent.run_id == study.parent
+    assert recorded.config.seed == 3
+    assert recorded.parent.metrics == {"best/acc": 0.5}
+    assert recorded.parent.tags["best.trial"] == "4"
+    assert recorded.children["a"].params == {"lr": "0.1"}
+    assert recorded.children["a"].tags["status"] == "ok"
+    assert recorded.history("a", "m").tolist() == [1.0, 2.0]
+    assert recorded_study("default", study.parent, tracking_uri).parent.run_id == study.parent
+    other = Recorder(tracking_uri, "other").start("x", {}, {})
+    with pytest.raises(UserError, match=f"run {other} is not in experiment 'default'"):
+        recorded_study("default", other, tracking_uri)
