@@ -115,7 +115,6 @@ class RunRecord:
 
     run_id: str
     name: str
-    status: str
     params: dict[str, str]
     metrics: dict[str, float]  # the latest value of each key
     tags: dict[str, str]
@@ -127,7 +126,6 @@ def record(run: Any) -> RunRecord:
     return RunRecord(
         info.run_id,
         info.run_name,
-        info.status,
         dict(data.params),
         dict(data.metrics),
         dict(data.tags),
