@@ -15,11 +15,16 @@ Measured in one run on one device and printed side by side:
    iteration or epoch (the fixed cost); for the optimizer study also the floor: the fixed
    cost plus its steps at the GEMM-only step time.
 
+With `--model NAME` (any network in conf/model/), it measures that network's step instead:
+the plain loop, every population strategy for each K, the compute floor and, for
+simple_convnet, the textbook's NumPy step (see `benchmarks.networks`).
+
 Run from the repository root:
 
     python -m benchmarks.population [--device auto|cpu|cuda] [--steps 200] [--ks 1,4,16,32,100]
         [--options-k 32] [--skip-e2e | --skip-steps] [--experiment optimizers]
         [--e2e-overrides train.iterations=200 ...] [--json results.json]
+    python -m benchmarks.population --model simple_convnet [--ks 4,16,32] [--steps 20]
 """
 
 import argparse
@@ -38,11 +43,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from benchmarks import progress
-from sweeps.config import ModelConfig, OptimizerConfig, register
+from sweeps.config import OptimizerConfig, register
 from sweeps.plan import Variant
 from sweeps.population import Population
 
@@ -141,7 +146,7 @@ def population_step(
 ) -> Callable[[], Any]:
     """One step of a population of `variants`, on the same batch stream as sequential;
     `options` are Population's `amp` / `compile` switches."""
-    pop = Population(variants, device, **options)
+    pop = Population(variants, device, (SIZES[0],), **options)
     sample = batch_sampler(device)
     return lambda: pop.step(*sample())
 
@@ -174,8 +179,9 @@ def gemm_step(device: torch.device, k: int) -> Callable[[], Any]:
 
 
 def variant(name: str, lr: float, seed: int) -> Variant:
-    """A member of the study's architecture (ModelConfig's defaults) with this rule."""
-    return Variant(name, ModelConfig(), OptimizerConfig(name=name, lr=lr), seed)
+    """A member of the study's architecture (conf/model/mlp.yaml) with this rule."""
+    model = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "mlp.yaml"))
+    return Variant(name, model, OptimizerConfig(name=name, lr=lr), seed)
 
 
 def step_benchmarks(
@@ -291,6 +297,9 @@ def main() -> None:
     parser.add_argument("--experiment", default="optimizers", help="study timed end to end")
     parser.add_argument("--e2e-overrides", nargs="*", default=[], help="extra Hydra overrides")
     parser.add_argument("--json", help="also write every number to this JSON file")
+    parser.add_argument(
+        "--model", help="time this network of conf/model/ (see benchmarks.networks)"
+    )
     args = parser.parse_args()
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
@@ -298,6 +307,9 @@ def main() -> None:
     threads = "" if use_cuda else f", {torch.get_num_threads()} threads"
     header = f"device: {name}{threads}; torch {torch.__version__}"
     ks = [int(k) for k in args.ks.split(",")]
+    if args.model:
+        model_main(args, device, header, ks)
+        return
 
     ceiling, rows = 0.0, []
     if not args.skip_steps:
@@ -330,6 +342,23 @@ def main() -> None:
         results["experiment"] = args.experiment
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
+
+
+def model_main(args: argparse.Namespace, device: torch.device, header: str, ks: list[int]) -> None:
+    """`--model NAME`: that network's step, alone and in populations."""
+    from benchmarks.networks import BATCH, model_benchmark
+
+    progress("ceiling: 2048 x 2048 float32 matmul")
+    ceiling = matmul_gflops(device)
+    rows = model_benchmark(CONF, args.model, device, ks, args.steps, ceiling, seconds_per_step)
+    print(header)
+    print(f"ceiling (2048^3 float32 matmul): {ceiling:.1f} GFLOP/s")
+    print(f"model={args.model}, batch {BATCH}, median of {REPEATS} x {args.steps} steps")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.json:
+        results = {"header": header, "model": args.model, "ceiling_gflops": ceiling}
+        with open(args.json, "w") as fh:
+            json.dump(results | {"steps": args.steps, "step_times": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -32,19 +32,6 @@ class DatasetConfig:
 
 
 @dataclass
-class ModelConfig:
-    name: str = "mlp"
-    input_size: int = 784
-    hidden_sizes: list[int] = field(default_factory=lambda: [100, 100, 100, 100])
-    output_size: int = 10
-    activation: str = "relu"
-    init: str = "he"
-    init_scale: float = 0.01
-    batchnorm: bool = False
-    dropout: float = 0.0
-
-
-@dataclass
 class OptimizerConfig:
     name: str = "sgd"
     lr: float = 0.01
@@ -66,6 +53,13 @@ class TrainConfig:
     max_members: int | None = None
     amp: bool = False
     compile: bool = False
+    population: str = "auto"  # how members run together: see sweeps.stacks.STRATEGIES
+    checkpoints: bool = True  # each member's final weights as artifacts of its run
+    # Nielsen's data expansion (sweeps.augment): random whole-pixel shifts up to
+    # `augment_shift` each way, and rotations up to `augment_rotate` degrees, per member.
+    augment: bool = False
+    augment_shift: int = 1
+    augment_rotate: float = 0.0
     progress: bool = True
 
 
@@ -112,6 +106,16 @@ class SuiteConfig:
 
 
 @dataclass
+class ArchitecturesConfig:
+    """kind=architectures: train each of `models` (conf/model/NAME.yaml) on the same data and
+    budget, each with its document's settings: `recipes.NAME` may set `optimizer`, `train` and
+    `model` values, merged over the study's."""
+
+    models: list[str] = field(default_factory=list)
+    recipes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class SearchConfig:
     """`+search=NAME`: Optuna trials over `space` instead of the experiment's variants.
 
@@ -138,7 +142,9 @@ class Config:
     seed: int = 0
     device: str = "auto"
     dataset: DatasetConfig = MISSING
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # conf/model/NAME.yaml: `_target_` (an nn.Module class), its arguments, and the per-member
+    # `init` / `init_scale` (see sweeps.networks). Free-form, since any network's arguments go.
+    model: dict[str, Any] = MISSING
     optimizer: OptimizerConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -146,6 +152,7 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     suite: SuiteConfig = field(default_factory=SuiteConfig)
+    architectures: ArchitecturesConfig = field(default_factory=ArchitecturesConfig)
     search: SearchConfig | None = None
     variants: dict[str, Any] = field(default_factory=dict)
     # Cartesian product over dotted variant keys, applied to every variant: {KEY: [values]}.
@@ -202,7 +209,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("study must be a non-empty name (it names the MLflow experiment)")
     if not 0 <= cfg.dataset.val_fraction < 1:
         raise ConfigError(f"dataset.val_fraction={cfg.dataset.val_fraction} must be in [0, 1)")
-    if cfg.search is None and cfg.dataset.val_fraction:
+    if cfg.search is None and cfg.kind != "architectures" and cfg.dataset.val_fraction:
         raise ConfigError(
-            "dataset.val_fraction is used by searches only; add +search=NAME or set it to 0"
+            "dataset.val_fraction is used by searches and kind=architectures only; "
+            "add +search=NAME or set it to 0"
         )

@@ -86,8 +86,9 @@ SPECS = {
 
 @dataclass(frozen=True)
 class Dataset:
-    """Flattened images scaled to [0, 1] (float32) and int64 labels: the samples models train
-    on, and the ones they are evaluated on.
+    """Images (N, channels, height, width) scaled to [0, 1] (float32) and int64 labels: the
+    samples models train on, and the ones they are evaluated on. Images stay images; a fully
+    connected network flattens them itself.
 
     `eval_*` holds the test set, or after `validation_split` the validation samples; `eval_split`
     says which, and names the metrics (`test/acc`, `val/acc`). A search must never be judged on
@@ -102,6 +103,10 @@ class Dataset:
     eval_x: Tensor
     eval_y: Tensor
     eval_split: str = "test"
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
 
     def to(self, device: torch.device) -> "Dataset":
         """Move the tensors once, so batches are indexed where the model runs."""
@@ -183,7 +188,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
 
 
 def read_split(images: Path, labels: Path) -> tuple[Tensor, Tensor]:
-    """Images (N, rows*cols) in [0, 1] and labels (N,), after checking that the counts agree."""
+    """Images (N, 1, rows, cols) in [0, 1] and labels (N,), after checking that the counts
+    agree."""
     x = read_idx(images, IMAGES_MAGIC)
     y = read_idx(labels, LABELS_MAGIC)
     if len(x) != len(y):
@@ -192,7 +198,7 @@ def read_split(images: Path, labels: Path) -> tuple[Tensor, Tensor]:
         )
     if y.size and y.max() > 9:
         raise DatasetError(f"{labels}: label {int(y.max())} out of range 0-9")
-    x_t = torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / 255.0)
+    x_t = torch.from_numpy(x.reshape(len(x), 1, *x.shape[1:]).astype(np.float32) / 255.0)
     return x_t, torch.from_numpy(y.astype(np.int64))
 
 
@@ -288,7 +294,7 @@ def embedded_mnist(cache: Path) -> tuple[Tensor, ...]:
 
     def tensors(idx: np.ndarray) -> tuple[Tensor, Tensor]:
         return (
-            torch.from_numpy(x[idx].astype(np.float32) / 255.0),
+            torch.from_numpy(x[idx].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0),
             torch.from_numpy(y[idx].astype(np.int64)),
         )
 

@@ -4,7 +4,8 @@ A variant is the base config with the experiment's per-variant overrides merged 
 (`variants.KEY: {name: ..., model: ..., optimizer: ..., seed: ...}`; the run is named
 `name`, or KEY when no name is given). Variants that share an
 architecture form one population; what may differ inside a population is per-member state
-(init scheme and scale, seed, optimizer type and hyperparameters).
+(init scheme and scale, dropout ratio, seed, optimizer type and hyperparameters; see
+`sweeps.networks.architecture`).
 """
 
 import itertools
@@ -16,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from models.init import INIT_SCHEMES
-from models.mlp import ACTIVATIONS
-from sweeps.config import ModelConfig, OptimizerConfig, check_choice, check_positive
+from sweeps import networks
+from sweeps.config import OptimizerConfig, check_choice, check_positive, flatten
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
 from sweeps.optimizers import RULES
@@ -26,7 +27,7 @@ from sweeps.optimizers import RULES
 @dataclass
 class VariantSchema:
     name: str | None = None  # the run name, when the key cannot be it (`std=0.01`)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     seed: int = 0
 
@@ -34,28 +35,20 @@ class VariantSchema:
 @dataclass(frozen=True)
 class Variant:
     name: str
-    model: ModelConfig
+    model: dict[str, Any]  # a model config, resolved (see sweeps.networks)
     optimizer: OptimizerConfig
     seed: int
 
     def architecture(self) -> tuple[Any, ...]:
         """What members of one population must share."""
-        m = self.model
-        return (
-            m.name,
-            m.input_size,
-            tuple(m.hidden_sizes),
-            m.output_size,
-            m.activation,
-            m.batchnorm,
-        )
+        return networks.architecture(self.model)
 
     def params(self) -> dict[str, Any]:
         """What distinguishes this variant, as MLflow params: model, the rule's own
         hyperparameters (not the unused fields of other rules), seed."""
         opt = self.optimizer
         used = ("name", *RULES[opt.name].hyperparameters, "weight_decay")
-        params = {f"model.{k}": v for k, v in vars(self.model).items()}
+        params = flatten(self.model, "model.")
         params.update({f"optimizer.{k}": getattr(opt, k) for k in used})
         params["seed"] = self.seed
         return params
@@ -108,7 +101,7 @@ def build_variants(cfg: DictConfig, specs: Mapping[str, Any]) -> list[Variant]:
     base.seed = cfg.seed
     root: VariantSchema = OmegaConf.to_object(base)
     validate_variant(Variant("", root.model, root.optimizer, root.seed), prefix="")
-    variants = []
+    variants: list[Variant] = []
     for name, spec in specs.items():
         try:
             merged = OmegaConf.merge(base, spec or {})
@@ -124,20 +117,21 @@ def build_variants(cfg: DictConfig, specs: Mapping[str, Any]) -> list[Variant]:
     names = [v.name for v in variants]
     if len(set(names)) < len(names):
         raise ConfigError(f"variant names must be unique (they name the runs): {names}")
+    for group in group_by_architecture(variants):
+        with networks.on_meta():
+            networks.build(group[0].model)
     return variants
 
 
 def validate_variant(v: Variant, prefix: str) -> None:
+    """Per-member values; the network's own arguments are its constructor's to check."""
     check_choice(f"{prefix}optimizer.name", v.optimizer.name, list(RULES))
-    check_choice(f"{prefix}model.activation", v.model.activation, list(ACTIVATIONS))
-    check_choice(f"{prefix}model.init", v.model.init, INIT_SCHEMES)
-    check_choice(f"{prefix}model.name", v.model.name, ("mlp",))
+    check_choice(f"{prefix}model.init", v.model.get("init"), INIT_SCHEMES)
     check_positive(f"{prefix}optimizer.lr", v.optimizer.lr)
-    check_positive(f"{prefix}model.init_scale", v.model.init_scale)
-    if not v.model.hidden_sizes or min(v.model.hidden_sizes) <= 0:
-        raise ConfigError(f"{prefix}model.hidden_sizes={v.model.hidden_sizes} must be positive")
-    if not 0 <= v.model.dropout < 1:
-        raise ConfigError(f"{prefix}model.dropout={v.model.dropout} must be in [0, 1)")
+    check_positive(f"{prefix}model.init_scale", v.model.get("init_scale"))
+    dropout = v.model.get("dropout", 0.0)
+    if not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise ConfigError(f"{prefix}model.dropout={dropout!r} must be in [0, 1)")
     if v.optimizer.weight_decay < 0:
         raise ConfigError(f"{prefix}optimizer.weight_decay must be >= 0")
 
@@ -151,17 +145,7 @@ def group_by_architecture(variants: list[Variant]) -> list[list[Variant]]:
 
 
 def check_shapes(variants: list[Variant], data: Dataset) -> None:
-    """The data must fit every variant's input and output layers."""
-    features = data.train_x.shape[1]
+    """The data must fit every architecture: one batch through each, on the meta device."""
     classes = int(data.train_y.max()) + 1
-    for v in variants:
-        if v.model.input_size != features:
-            raise ConfigError(
-                f"model.input_size={v.model.input_size} (variant {v.name!r}) but {data.name} "
-                f"samples have {features} features"
-            )
-        if v.model.output_size < classes:
-            raise ConfigError(
-                f"model.output_size={v.model.output_size} (variant {v.name!r}) but {data.name} "
-                f"has {classes} classes"
-            )
+    for group in group_by_architecture(variants):
+        networks.check_fits(group[0].model, data.sample_shape, classes, data.name)

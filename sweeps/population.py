@@ -1,8 +1,9 @@
 """A population: K variants of one architecture trained as a single stacked model.
 
-Forward and backward run once for all members (batched matmuls over the member axis), giving
-the gradient of every parameter bank (see `models.mlp`); each member's update rule is applied
-to its own slice of each bank, with its own hyperparameters and optimizer state. Members are
+Forward and backward run once for all members (vectorized over the member axis, or member
+after member, as `sweeps.stacks` chooses), giving the gradient of every parameter bank; each
+member's update rule is applied to its own slice of each bank, with its own hyperparameters
+and optimizer state. Members are
 stored grouped by rule, so every rule updates one contiguous range of members. Members never
 interact: their losses are summed only so that one backward pass yields every member's own
 gradient.
@@ -20,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.mlp import Bank, StackedMLP
 from sweeps.optimizers import RULES, State, UpdateRule
 from sweeps.plan import Variant
+from sweeps.stacked_mlp import Bank
+from sweeps.stacks import Member, build_stack, member_state
 
 NOT_DIVERGED = -1
 
@@ -44,9 +46,13 @@ class Population:
         self,
         variants: Sequence[Variant],
         device: torch.device,
+        sample_shape: Sequence[int],
         amp: bool = False,
         compile: bool = False,
+        strategy: str = "auto",
     ) -> None:
+        """`strategy` says how to run the members (`sweeps.stacks.STRATEGIES`); what was used
+        is `self.strategy`, and `self.fallback` says why it is not the one chosen."""
         if any(v.architecture() != variants[0].architecture() for v in variants):
             raise ValueError("a population's members must share one architecture")
         # Stable sort by rule: `order[j]` is the caller's index of stored member j.
@@ -55,18 +61,9 @@ class Population:
         )
         members = [variants[k] for k in self.order]
         self.names = [v.name for v in members]
-        first = members[0].model
-        self.model = StackedMLP(
-            len(members),
-            [first.input_size, *first.hidden_sizes, first.output_size],
-            first.activation,
-            batchnorm=first.batchnorm,
-            dropout=[v.model.dropout for v in members],
-        ).to(device)
-        self.model.initialize(
-            [v.model.init for v in members],
-            [v.model.init_scale for v in members],
-            [v.seed for v in members],
+        self.members = members
+        self.model, self.strategy, self.fallback = build_stack(
+            [Member(v.model, v.seed) for v in members], device, strategy, sample_shape
         )
         decay = [v.optimizer.weight_decay for v in members]
         self.weight_decay = torch.tensor(decay, device=device) if any(decay) else None
@@ -120,7 +117,7 @@ class Population:
         x is (B, F) with labels (B,) shared by all members, or (K, B, F) with labels (K, B).
         """
         with self._autocast():
-            logits = self.model(x, self.step_count)
+            logits = self.model(x, per_member=y.dim() == 2)
         k, b, c = logits.shape
         targets = (y.expand(k, b) if y.dim() == 1 else y).reshape(-1)
         ce = F.cross_entropy(logits.float().reshape(k * b, c), targets, reduction="none")
@@ -159,6 +156,10 @@ class Population:
                     torch.where(alive, scratch, bank.params, out=bank.params)
             self.step_count += 1
         return loss.detach()
+
+    def states(self) -> list[dict[str, Tensor]]:
+        """Every member's state dict, in stored order (see `sweeps.stacks.member_state`)."""
+        return [member_state(self.model, k, v.model) for k, v in enumerate(self.members)]
 
     def stop(self, members: Tensor) -> None:
         """Freeze the members where `members` (K,) is true, as divergence does, without

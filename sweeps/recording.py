@@ -166,6 +166,27 @@ class Store:
         points = sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)
         return np.array([m.value for m in points])
 
+    def run(self, run_id: str) -> RunRecord:
+        """One run by id; a UserError naming the store when there is none."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return record(self.client.get_run(run_id))
+        except MlflowException as err:
+            raise UserError(f"no run {run_id!r} in {self.uri}") from err
+
+    def artifact(self, run_id: str, path: str) -> bytes:
+        """The bytes of one artifact of a run; a UserError when the run has none at `path`."""
+        from mlflow.exceptions import MlflowException
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.client.download_artifacts(run_id, path, tmp)
+            except (MlflowException, OSError) as err:
+                raise UserError(f"run {run_id} has no artifact {path!r} in {self.uri}") from err
+            return Path(local).read_bytes()
+
 
 class Recorder(Store):
     """Opens, fills and closes the runs of one study invocation in one MLflow experiment.
@@ -228,6 +249,13 @@ class Recorder(Store):
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
+
+    def log_bytes(self, run_id: str, data: bytes, path: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(path).name
+            local.write_bytes(data)
+            folder = str(Path(path).parent)
+            self.client.log_artifact(run_id, str(local), None if folder == "." else folder)
 
     def log_figure(self, run_id: str, figure: Any, path: str) -> None:
         self.client.log_figure(run_id, figure, path)
@@ -317,6 +345,11 @@ class StudyRun:
         if tags:
             self.recorder.set_tags(child, tags)
         self.recorder.finish(child)
+
+    def log_checkpoint(self, child: str, files: Mapping[str, bytes]) -> None:
+        """A child's checkpoint files (path -> bytes; see `sweeps.checkpoints`)."""
+        for path, data in files.items():
+            self.recorder.log_bytes(child, data, path)
 
     def log(
         self,

@@ -7,7 +7,7 @@ the dotted key. A spec is `{type: float|int, low, high, log, step}` or
 before any data is loaded.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -19,18 +19,14 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweeps.config import ModelConfig, OptimizerConfig
+from sweeps.config import OptimizerConfig
 from sweeps.errors import ConfigError
 
 TYPES = ("float", "int", "categorical")
 SPEC_FIELDS = {"type", "low", "high", "log", "step", "choices"}
-# Per-member values a trial may set; an architecture key (hidden_sizes, ...) splits the
-# trials into one population per architecture, which the trainer handles too.
-SEARCHABLE = (
-    *(f"model.{f.name}" for f in fields(ModelConfig) if f.name != "hidden_sizes"),
-    *(f"optimizer.{f.name}" for f in fields(OptimizerConfig)),
-    "seed",
-)
+# Besides the model's own keys (`searchable`): an architecture key (width, kernel size, ...)
+# splits the trials into one population per architecture, which the trainer handles too.
+SEARCHABLE = (*(f"optimizer.{f.name}" for f in fields(OptimizerConfig)), "seed")
 
 Space = dict[str, BaseDistribution]
 
@@ -89,18 +85,25 @@ def _distribution(key: str, spec: Mapping[str, Any]) -> BaseDistribution:
     return FloatDistribution(float(low), float(high), log=log, step=step)
 
 
-def parse_space(tree: Mapping[str, Any]) -> Space:
-    """`search.space` as {dotted key: Optuna distribution}, in the config's order."""
+def searchable(model_keys: Iterable[str]) -> tuple[str, ...]:
+    """Every key a trial may set, given the model config's keys."""
+    return (*(f"model.{k}" for k in model_keys if k not in ("_target_", "name")), *SEARCHABLE)
+
+
+def parse_space(tree: Mapping[str, Any], model_keys: Iterable[str]) -> Space:
+    """`search.space` as {dotted key: Optuna distribution}, in the config's order; a model
+    key must be one of the model config's (`model_keys`)."""
     specs = flatten_space(tree)
     if not specs:
         raise ConfigError(
             "search.space is empty; give at least one key, e.g. "
             "search.space.optimizer.lr={type: float, low: 1e-6, high: 1e-2, log: true}"
         )
+    valid = searchable(model_keys)
     for key in specs:
-        if key not in SEARCHABLE:
+        if key not in valid:
             raise ConfigError(
-                f"search.space.{key}: not a searchable key; valid: {', '.join(SEARCHABLE)}"
+                f"search.space.{key}: not a searchable key; valid: {', '.join(valid)}"
             )
     return {key: _distribution(key, spec) for key, spec in specs.items()}
 

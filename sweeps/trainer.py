@@ -17,15 +17,18 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from models.counter_rng import uniform
+from sweeps.augment import augment
 from sweeps.config import TrainConfig
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
+from sweeps.networks import probe
 from sweeps.plan import Variant
 from sweeps.population import Population
 
@@ -51,6 +54,7 @@ class Training:
     config: TrainConfig
     seed: int
     on_epoch: EpochCallback | None = None
+    keep_states: bool = False  # return each member's final state dict (checkpoints)
 
 
 @dataclass
@@ -66,11 +70,24 @@ class TrainResult:
     epoch_eval_acc: np.ndarray
     seconds: float
     chunk: int  # members trained together
+    strategy: str = ""  # how they ran together (sweeps.stacks.STRATEGIES)
+    fallback: str | None = None  # why not the strategy chosen, when it could not run
+    states: list[dict[str, torch.Tensor]] | None = None  # final weights, with keep_states
 
     def take(self, order: np.ndarray) -> "TrainResult":
         """Back to the caller's order, given `order[j]` = caller's index of stored member j."""
         inverse = np.argsort(order)
-        return replace(self, **{f: getattr(self, f)[..., inverse] for f in MEMBER_ARRAYS})
+        states = [self.states[i] for i in inverse] if self.states is not None else None
+        arrays = {f: getattr(self, f)[..., inverse] for f in MEMBER_ARRAYS}
+        return replace(self, **arrays, states=states)
+
+    def tags(self) -> dict[str, Any]:
+        """How the members trained, for each member's run: members together, the strategy,
+        and why it is not the one chosen when the network could not run that way."""
+        tags: dict[str, Any] = {"population.size": self.chunk, "population.strategy": self.strategy}
+        if self.fallback:
+            tags["population.fallback"] = self.fallback
+        return tags
 
     def points(self, k: int, split: str, epochs: int | None = None) -> list[tuple[str, float, int]]:
         """Member k's series and final values as (key, value, step) metric points.
@@ -107,8 +124,13 @@ MEMBER_ARRAYS = (
 def merge(parts: Sequence[TrainResult]) -> TrainResult:
     """Chunks trained one after another, as one result; seconds add up."""
     arrays = {f: np.concatenate([getattr(p, f) for p in parts], axis=-1) for f in MEMBER_ARRAYS}
+    states = None if parts[0].states is None else [s for p in parts for s in p.states or []]
     return replace(
-        parts[0], **arrays, seconds=sum(p.seconds for p in parts), chunk=max(p.chunk for p in parts)
+        parts[0],
+        **arrays,
+        seconds=sum(p.seconds for p in parts),
+        chunk=max(p.chunk for p in parts),
+        states=states,
     )
 
 
@@ -132,6 +154,21 @@ def schedule(train: TrainConfig, train_size: int) -> tuple[int, int | None]:
     return train.iterations, None
 
 
+def check_augment(train: TrainConfig, data: Dataset) -> None:
+    if not train.augment:
+        return
+    if data.train_x.dim() != 4:
+        raise ConfigError(
+            f"train.augment=true needs images (N, C, H, W); {data.name} samples have shape "
+            f"{data.sample_shape}"
+        )
+    if train.augment_shift < 0 or train.augment_rotate < 0:
+        raise ConfigError(
+            f"train.augment_shift={train.augment_shift} and train.augment_rotate="
+            f"{train.augment_rotate} must be >= 0"
+        )
+
+
 def available_bytes(device: torch.device) -> int:
     """Free memory where the population will live."""
     if device.type == "cuda":
@@ -146,26 +183,25 @@ def available_bytes(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def bytes_per_member(variant: Variant, train: TrainConfig, train_size: int) -> int:
+def bytes_per_member(
+    variant: Variant, train: TrainConfig, train_size: int, sample_shape: tuple[int, ...]
+) -> int:
     """A generous estimate of one member's memory: parameters with gradient, optimizer state
     and update temporaries, plus activations of a training step or an evaluation chunk."""
-    m = variant.model
-    sizes = [m.input_size, *m.hidden_sizes, m.output_size]
-    params = sum((a + 3) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    units = sum(sizes[1:])
-    step = train.batch_size * (units * 8 + (0 if train.shared_batches else m.input_size))
-    evaluation = min(train.eval_batch_size, train_size) * units * 2
-    return 4 * (params * 6 + max(step, evaluation))
+    network = probe(variant.model, sample_shape)
+    inputs = 0 if train.shared_batches else math.prod(sample_shape)
+    step = train.batch_size * (network.activations * 4 + inputs)
+    evaluation = min(train.eval_batch_size, train_size) * network.activations
+    return 4 * (network.parameters * 6 + max(step, evaluation))
 
 
-def members_per_chunk(
-    variants: Sequence[Variant], train: TrainConfig, train_size: int, device: torch.device
-) -> int:
+def members_per_chunk(variants: Sequence[Variant], train: TrainConfig, data: Dataset) -> int:
     if train.max_members is not None:
         if train.max_members <= 0:
             raise ConfigError(f"train.max_members={train.max_members} must be positive")
         return train.max_members
-    per_member = bytes_per_member(variants[0], train, train_size)
+    device = data.train_x.device
+    per_member = bytes_per_member(variants[0], train, len(data.train_y), data.sample_shape)
     return max(1, int(available_bytes(device) * MEMORY_FRACTION) // per_member)
 
 
@@ -174,14 +210,21 @@ def train_variants(variants: Sequence[Variant], training: Training, desc: str) -
     fits; halve the chunk and start over if the device still runs out of memory."""
     data, train = training.data, training.config
     device = data.train_x.device
-    chunk = members_per_chunk(variants, train, len(data.train_y), device)
+    chunk = members_per_chunk(variants, train, data)
     while True:
         parts = [variants[i : i + chunk] for i in range(0, len(variants), chunk)]
         try:
             results = []
             for j, part in enumerate(parts):
                 label = f"{desc} chunk {j + 1}/{len(parts)}" if len(parts) > 1 else desc
-                pop = Population(part, device, amp=train.amp, compile=train.compile)
+                pop = Population(
+                    part,
+                    device,
+                    data.sample_shape,
+                    amp=train.amp,
+                    compile=train.compile,
+                    strategy=train.population,
+                )
                 members = j * chunk + pop.order
                 result = train_population(pop, training, label, members)
                 results.append(result.take(pop.order))
@@ -206,6 +249,7 @@ def train_population(
     """
     data, train, on_epoch = training.data, training.config, training.on_epoch
     total, per_epoch = schedule(train, len(data.train_y))
+    check_augment(train, data)
     device = data.train_x.device
     generator = torch.Generator(device=device).manual_seed(training.seed)
     losses = torch.empty(total, pop.size, device=device)
@@ -218,7 +262,13 @@ def train_population(
         else:
             u = uniform(pop.model.keys, pop.step_count, BATCH_STREAM, (train.batch_size,))
             idx = (u * n).long().clamp_(max=n - 1)
-        losses[i] = pop.step(data.train_x[idx], data.train_y[idx])
+        x, y = data.train_x[idx], data.train_y[idx]
+        if train.augment:
+            if y.dim() == 1:  # every member moves the shared batch its own way
+                x, y = x.expand(pop.size, *x.shape), y.expand(pop.size, len(y))
+            shift, rotate = train.augment_shift, train.augment_rotate
+            x = augment(x, pop.model.keys, pop.step_count, shift, rotate)
+        losses[i] = pop.step(x, y)
         if per_epoch and (i + 1) % per_epoch == 0:
             epoch_train.append(pop.accuracy(data.train_x, data.train_y, train.eval_batch_size))
             epoch_eval.append(pop.accuracy(data.eval_x, data.eval_y, train.eval_batch_size))
@@ -251,4 +301,7 @@ def train_population(
         epoch_eval_acc=host(epoch_eval),
         seconds=seconds,
         chunk=pop.size,
+        strategy=pop.strategy,
+        fallback=pop.fallback,
+        states=pop.states() if training.keep_states else None,
     )

@@ -4,10 +4,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from sweeps.config import register
+from sweeps.data import Dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -52,3 +54,13 @@ def debian_fashion() -> Path:
             pytest.fail(f"{DEBIAN_FASHION} is missing but SWEEPS_REQUIRE_FASHION_MNIST=1")
         pytest.skip(f"{DEBIAN_FASHION} not installed (Debian package dataset-fashion-mnist)")
     return DEBIAN_FASHION
+
+
+@pytest.fixture(scope="session")
+def images() -> Dataset:
+    """24 random 28x28 images in 10 classes, 16 to train on and 8 to score: enough for
+    comparing populations with their members."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(24, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (24,), generator=g)
+    return Dataset("synthetic", "test", False, x[:16], y[:16], x[16:], y[16:])

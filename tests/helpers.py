@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from omegaconf import OmegaConf
 
 from sweeps.recording import PARENT_ENV
 
@@ -71,3 +73,14 @@ def runs_by_role(uri: str, experiment: str) -> dict[str, list[Run]]:
     for run in experiment_runs(uri, experiment):
         roles[run.data.tags.get("sweeps.role", "variant")].append(run)
     return roles
+
+
+def model_config(name: str, **overrides: Any) -> dict[str, Any]:
+    """conf/model/NAME.yaml with BatchNorm and dropout switched on where the network has them,
+    so tests exercise every kind of per-member state."""
+    model = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
+    if "batchnorm" in model:
+        model["batchnorm"] = True
+    if "dropout" in model and not model["dropout"]:
+        model["dropout"] = 0.2
+    return {**model, **overrides}

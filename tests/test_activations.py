@@ -12,7 +12,7 @@ from sweeps.plan import expand_variants
 def stats(make_cfg) -> dict[str, object]:
     variants = expand_variants(make_cfg("+experiment=activations"))
     return {
-        v.name: layer_stats(v.model.activation, layer_outputs(v, 1000, 100, 5)) for v in variants
+        v.name: layer_stats(v.model["activation"], layer_outputs(v, 1000, 100, 5)) for v in variants
     }
 
 

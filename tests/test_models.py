@@ -1,4 +1,5 @@
-"""Init statistics, the stacked MLP (shapes, member independence, BN, dropout), counter RNG."""
+"""Init statistics, the stacked MLP fast path (shapes, member independence, BN, dropout),
+counter RNG."""
 
 import math
 
@@ -7,7 +8,8 @@ import torch
 
 from models.counter_rng import member_keys, uniform
 from models.init import init_std
-from models.mlp import BN_EPS, StackedMLP
+from models.layers import BN_EPS
+from sweeps.stacked_mlp import StackedMLP
 
 
 @pytest.mark.parametrize(
@@ -52,7 +54,7 @@ def test_forward_shapes_and_member_independence() -> None:
     x = torch.randn(7, 6)
     out = net(x)
     assert out.shape == (3, 7, 4)
-    per_member = net(x.expand(3, 7, 6))
+    per_member = net(x.expand(3, 7, 6), per_member=True)
     assert torch.allclose(out, per_member, atol=1e-6)
     with torch.no_grad():
         net.flat[2].mul_(10)
@@ -75,7 +77,7 @@ def test_batchnorm_normalizes_per_member_and_tracks_running_stats() -> None:
     net = StackedMLP(2, [5, 4, 3], batchnorm=True, activation="relu")
     net.initialize(["he", "he"], [1.0, 1.0], [0, 1])
     x = torch.randn(64, 5) * 3 + 2
-    h = net.first_affine(x)
+    h = net.first_affine(x, per_member=False)
     normed = net.batch_norm(h, 0)
     assert torch.allclose(normed.mean(dim=1), torch.zeros(2, 4), atol=1e-5)
     assert torch.allclose(normed.var(dim=1, unbiased=False), torch.ones(2, 4), atol=1e-3)
@@ -94,13 +96,11 @@ def test_dropout_masks_per_member_and_eval_scaling() -> None:
     net.param(1, "W").fill_(1.0)
     net.param(0, "W").abs_()
     x = torch.ones(1, 10)
-    step = torch.zeros((), dtype=torch.int64)
-    full = torch.relu(net.first_affine(x)).sum(dim=2).squeeze(1)
-    trained = net(x, step).squeeze(1)[:, 0]
+    full = torch.relu(net.first_affine(x, per_member=False)).sum(dim=2).squeeze(1)
+    trained = net(x).squeeze(1)[:, 0]
     assert trained[1] == pytest.approx(float(full[1]), rel=1e-5)
     assert 0.45 < float(trained[0] / full[0]) < 0.55
-    with pytest.raises(ValueError, match="step"):
-        net(x)
+    assert not torch.equal(net(x).squeeze(1)[:, 0], trained), "the next call draws new masks"
     net.eval()
     assert float(net(x).squeeze(1)[0, 0]) == pytest.approx(0.5 * float(full[0]), rel=1e-5)
 

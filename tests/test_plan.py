@@ -24,7 +24,7 @@ def test_optimizer_study_defaults(make_cfg) -> None:
     assert (by_name["rmsprop"].lr, by_name["rmsprop"].decay_rate) == (0.01, 0.99)
     adam = by_name["adam"]
     assert (adam.lr, adam.beta1, adam.beta2) == (0.001, 0.9, 0.999)
-    assert all(v.model.init == "he" and v.model.activation == "relu" for v in variants)
+    assert all(v.model["init"] == "he" and v.model["activation"] == "relu" for v in variants)
     assert len(group_by_architecture(variants)) == 1
 
 
@@ -39,7 +39,7 @@ def test_command_line_overrides_reach_variants(make_cfg) -> None:
     variants = {v.name: v for v in expand_variants(cfg)}
     assert "rmsprop" not in variants
     assert variants["adam"].optimizer.lr == 0.002
-    assert all(v.model.init == "xavier" and v.seed == 5 for v in variants.values())
+    assert all(v.model["init"] == "xavier" and v.seed == 5 for v in variants.values())
 
 
 def test_without_experiment_one_variant_from_the_optimizer_group(make_cfg) -> None:
@@ -58,7 +58,10 @@ def test_variant_params_hold_only_the_rules_hyperparameters(make_cfg) -> None:
     ("override", "message"),
     [
         ("variants.sgd.optimizer.name=lbfgs", "variants.sgd.optimizer.name='lbfgs'.*adam"),
-        ("model.activation=gelu", "model.activation='gelu'.*relu, sigmoid, tanh"),
+        (
+            "model.activation=gelu",
+            "model=mlp .*unknown activation 'gelu'; valid: relu, sigmoid, tanh",
+        ),
         ("model.init=glorot", "model.init='glorot'.*std, xavier, he"),
         (
             "variants.adam.optimizer.lr=-1",
@@ -109,7 +112,7 @@ def test_grid_crosses_variants_with_every_point(make_cfg) -> None:
     assert len(variants) == 2 * 2 * 3
     assert variants[0].name == "sgd:init=he,init_scale=1"
     assert variants[-1].name == "adam:init=xavier,init_scale=0.01"
-    assert variants[-1].optimizer.name == "adam" and variants[-1].model.init == "xavier"
+    assert variants[-1].optimizer.name == "adam" and variants[-1].model["init"] == "xavier"
 
 
 def test_flatten_dotted_keys_keep_lists() -> None:

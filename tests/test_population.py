@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sweeps.config import ModelConfig, OptimizerConfig, TrainConfig
+from sweeps.config import OptimizerConfig, TrainConfig
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
 from sweeps.plan import Variant
@@ -20,12 +20,14 @@ from sweeps.trainer import (
 )
 
 CPU = torch.device("cpu")
+MLP = {"_target_": "models.mlp.MLP", "name": "mlp", "init": "he", "init_scale": 0.01}
+SAMPLE = (12,)
 
 
 def variant(
     name: str, opt: str = "sgd", lr: float = 0.1, seed: int = 0, wd: float = 0.0, **model
 ) -> Variant:
-    spec = ModelConfig(input_size=12, hidden_sizes=[16, 16], output_size=3, **model)
+    spec = {**MLP, "input_size": 12, "hidden_sizes": [16, 16], "output_size": 3, **model}
     return Variant(name, spec, OptimizerConfig(name=opt, lr=lr, weight_decay=wd), seed)
 
 
@@ -73,14 +75,14 @@ def test_batchnorm_and_dropout_populations_equal_solo_runs(data: Dataset) -> Non
     # arithmetic, and AdaGrad/RMSprop/Adam divide that float noise by its own magnitude, so
     # batched and solo runs drift apart by more than float tolerance, through no bug.
     members = [
-        variant("bn", "sgd", 0.1, seed=1, batchnorm=True, init="std", init_scale=0.1),
+        variant("bn", "sgd", 0.1, seed=1, batchnorm=True, init="std", init_scale=0.1, dropout=0.1),
         variant("bn-drop", "momentum", 0.05, seed=3, batchnorm=True, dropout=0.5),
         variant("bn-drop2", "sgd", 0.05, seed=2, batchnorm=True, dropout=0.2),
     ]
     assert_population_equals_solo_runs(members, data, TRAIN)
     plain = [
         variant("drop", "sgd", 0.1, seed=4, dropout=0.3),
-        variant("none", "sgd", 0.1, seed=5),
+        variant("light", "sgd", 0.1, seed=5, dropout=0.05),
         variant("drop-adam", "adam", 0.01, seed=6, dropout=0.2),
     ]
     assert_population_equals_solo_runs(plain, data, TRAIN)
@@ -108,14 +110,14 @@ def test_chunks_give_the_same_numbers(data: Dataset) -> None:
 
 def test_chunk_size_from_memory_estimate(data: Dataset) -> None:
     members = [variant("a")] * 3
-    assert members_per_chunk(members, TRAIN, 150, CPU) > 1000
+    assert members_per_chunk(members, TRAIN, data) > 1000
     with pytest.raises(ConfigError, match="train.max_members"):
-        members_per_chunk(members, dataclasses.replace(TRAIN, max_members=0), 150, CPU)
+        members_per_chunk(members, dataclasses.replace(TRAIN, max_members=0), data)
 
 
 def test_diverged_member_is_frozen_others_go_on(data: Dataset) -> None:
     members = [variant("ok", "sgd", 0.1, seed=1), variant("boom", "sgd", 1e30, seed=1)]
-    pop = Population(members, CPU)
+    pop = Population(members, CPU, SAMPLE)
     result = train_population(pop, Training(data, TRAIN, 0))
     k_ok, k_boom = pop.names.index("ok"), pop.names.index("boom")
     assert result.diverged_at[k_ok] == -1
@@ -156,8 +158,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(data: Dataset) -> None:
 
 
 def test_weight_decay_adds_half_lambda_sum_of_squared_weights(data: Dataset) -> None:
-    plain = Population([variant("a")], CPU)
-    decayed = Population([variant("a", wd=0.1)], CPU)
+    plain = Population([variant("a")], CPU, SAMPLE)
+    decayed = Population([variant("a", wd=0.1)], CPU, SAMPLE)
     x, y = data.train_x[:8], data.train_y[:8]
     model = plain.model
     squares = sum(float((model.param(i, "W").detach() ** 2).sum()) for i in range(3))
@@ -180,7 +182,7 @@ def test_weight_decay_adds_half_lambda_sum_of_squared_weights(data: Dataset) -> 
 
 def test_members_must_share_architecture() -> None:
     with pytest.raises(ValueError, match="architecture"):
-        Population([variant("a"), variant("b", activation="tanh")], CPU)
+        Population([variant("a"), variant("b", activation="tanh")], CPU, SAMPLE)
 
 
 def test_epoch_schedule_and_per_epoch_accuracy(data: Dataset) -> None:

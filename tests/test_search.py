@@ -194,9 +194,9 @@ def test_validation_split_is_disjoint_shuffled_and_fixed(make_cfg) -> None:
     split = data.validation_split(0.2, seed=0)
     assert (len(split.train_y), len(split.eval_y)) == (160, 40)
     assert split.eval_split == "val"
-    rows = {tuple(r.tolist()) for r in data.train_x}
-    train_rows = {tuple(r.tolist()) for r in split.train_x}
-    val_rows = {tuple(r.tolist()) for r in split.eval_x}
+    rows = {tuple(r.flatten().tolist()) for r in data.train_x}
+    train_rows = {tuple(r.flatten().tolist()) for r in split.train_x}
+    val_rows = {tuple(r.flatten().tolist()) for r in split.eval_x}
     assert train_rows | val_rows <= rows
     assert not train_rows & val_rows
     again = data.validation_split(0.2, seed=0)

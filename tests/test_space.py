@@ -3,31 +3,37 @@
 import math
 
 import pytest
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from sweeps.errors import ConfigError
-from sweeps.space import describe, narrow, parse_space
+from sweeps.space import Space, describe, narrow, parse_space
+from tests.helpers import ROOT
 
 LR = {"type": "float", "low": 1e-6, "high": 1e-2, "log": True}
+MODEL_KEYS = list(OmegaConf.load(ROOT / "conf" / "model" / "mlp.yaml"))
+
+
+def parse(tree: dict) -> Space:
+    """A space over the default model's keys."""
+    return parse_space(tree, MODEL_KEYS)
 
 
 def test_dotted_and_nested_keys_flatten_to_the_same_space() -> None:
-    dotted = parse_space({"optimizer.lr": LR, "model.init_scale": {"low": 0.01, "high": 1.0}})
-    nested = parse_space(
-        {"optimizer": {"lr": LR}, "model": {"init_scale": {"low": 0.01, "high": 1.0}}}
-    )
+    dotted = parse({"optimizer.lr": LR, "model.init_scale": {"low": 0.01, "high": 1.0}})
+    nested = parse({"optimizer": {"lr": LR}, "model": {"init_scale": {"low": 0.01, "high": 1.0}}})
     assert dotted == nested
     assert dotted["optimizer.lr"] == FloatDistribution(1e-6, 1e-2, log=True)
     assert dotted["model.init_scale"] == FloatDistribution(0.01, 1.0)
 
 
 def test_a_nested_override_changes_one_field_of_a_dotted_spec() -> None:
-    space = parse_space({"optimizer.lr": LR, "optimizer": {"lr": {"low": 1e-5}}})
+    space = parse({"optimizer.lr": LR, "optimizer": {"lr": {"low": 1e-5}}})
     assert space["optimizer.lr"] == FloatDistribution(1e-5, 1e-2, log=True)
 
 
 def test_int_and_categorical_specs() -> None:
-    space = parse_space(
+    space = parse(
         {
             "seed": {"type": "int", "low": 0, "high": 9},
             "optimizer.name": {"type": "categorical", "choices": ["sgd", "adam"]},
@@ -54,17 +60,18 @@ def test_int_and_categorical_specs() -> None:
         ({"seed": {"type": "int", "low": 0.5, "high": 3}}, "whole-number bounds"),
         ({"optimizer.lr": 0.01}, "expected a spec"),
         ({"optimizer.lrr": {"low": 0.1, "high": 1}}, "not a searchable key"),
-        ({"train.epochs": {"low": 1, "high": 5}}, "valid: model.name, model.input_size"),
-        ({"model.hidden_sizes": {"choices": [1, 2]}}, "not a searchable key"),
+        ({"train.epochs": {"low": 1, "high": 5}}, "valid: model.init, model.init_scale"),
+        ({"model.width": {"choices": [1, 2]}}, "not a searchable key"),
+        ({"model.name": {"choices": ["mlp"]}}, "not a searchable key"),
     ],
 )
 def test_bad_specs_name_the_key_and_the_problem(tree: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        parse_space(tree)
+        parse(tree)
 
 
 def test_narrow_takes_the_span_of_the_best_trials_on_their_scale() -> None:
-    space = parse_space(
+    space = parse(
         {
             "optimizer.lr": LR,
             "model.init_scale": {"low": 0.0, "high": 1.0},
@@ -91,7 +98,7 @@ def test_narrow_takes_the_span_of_the_best_trials_on_their_scale() -> None:
 
 
 def test_narrow_keeps_a_stepped_range_on_its_grid() -> None:
-    space = parse_space({"model.dropout": {"low": 0.0, "high": 0.5, "step": 0.1}})
+    space = parse({"model.dropout": {"low": 0.0, "high": 0.5, "step": 0.1}})
     narrowed = narrow(space, [{"model.dropout": 0.1}, {"model.dropout": 0.3}])
     assert narrowed["model.dropout"].low == pytest.approx(0.1)
     assert narrowed["model.dropout"].high == pytest.approx(0.3)
@@ -99,7 +106,7 @@ def test_narrow_keeps_a_stepped_range_on_its_grid() -> None:
 
 
 def test_describe_reads_like_the_config() -> None:
-    space = parse_space({"optimizer.lr": LR, "optimizer.name": {"choices": ["sgd", "adam"]}})
+    space = parse({"optimizer.lr": LR, "optimizer.name": {"choices": ["sgd", "adam"]}})
     assert describe(space) == {
         "optimizer.lr": "[1e-06, 0.01] log",
         "optimizer.name": "{sgd, adam}",

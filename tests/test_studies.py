@@ -9,10 +9,10 @@ from sweeps.plan import expand_variants
 def test_weight_init_study_config(make_cfg) -> None:
     variants = expand_variants(make_cfg("+experiment=weight_init"))
     assert [v.name for v in variants] == ["std=0.01", "xavier", "he"]
-    assert [(v.model.init, v.model.init_scale) for v in variants][0] == ("std", 0.01)
+    assert [(v.model["init"], v.model["init_scale"]) for v in variants][0] == ("std", 0.01)
     assert {v.optimizer.name for v in variants} == {"sgd"}
     sigmoid = expand_variants(make_cfg("+experiment=weight_init", "model.activation=sigmoid"))
-    assert {v.model.activation for v in sigmoid} == {"sigmoid"}
+    assert {v.model["activation"] for v in sigmoid} == {"sigmoid"}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -93,10 +93,10 @@ def test_batchnorm_study_grid(make_cfg) -> None:
     assert len(variants) == 32
     assert variants[0].name == "batchnorm=True,init_scale=1"
     assert variants[-1].name == "batchnorm=False,init_scale=0.0001"
-    scales = [v.model.init_scale for v in variants[:16]]
+    scales = [v.model["init_scale"] for v in variants[:16]]
     assert scales[0] == 1.0 and scales[-1] == pytest.approx(1e-4)
     assert all(a > b for a, b in zip(scales, scales[1:], strict=False))
-    assert {v.model.init for v in variants} == {"std"}
+    assert {v.model["init"] for v in variants} == {"std"}
     params = variants[17].params()
     assert (params["model.batchnorm"], params["model.init_scale"]) == (False, scales[1])
 
@@ -106,7 +106,7 @@ def test_batchnorm_beats_no_batchnorm_at_most_small_scales(make_cfg, seed: int) 
     table = run_study(
         make_cfg("+experiment=batchnorm", "train.epochs=10", f"seed={seed}")
     ).set_index("variant")
-    small = [v.model.init_scale for v in expand_variants(make_cfg("+experiment=batchnorm"))]
+    small = [v.model["init_scale"] for v in expand_variants(make_cfg("+experiment=batchnorm"))]
     small = [s for s in small[:16] if s < 0.1]
     wins = sum(
         table.loc[f"batchnorm=True,init_scale={s:.3g}", "train_acc"]

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from models.init import init_std
-from models.mlp import ACTIVATIONS
+from models.layers import ACTIVATIONS
 from sweeps.figures import pyplot
 from sweeps.plan import Variant, expand_variants
 from sweeps.recording import RecordedStudy, provenance_tags, study_run
@@ -33,11 +33,11 @@ RANGES = {"sigmoid": (0, 1), "tanh": (-1, 1), "relu": (0, 1)}
 def layer_outputs(v: Variant, samples: int, width: int, layers: int) -> list[np.ndarray]:
     """Each layer's activations for the variant's init scheme and activation, seeded."""
     generator = torch.Generator().manual_seed(v.seed)
-    act = ACTIVATIONS[v.model.activation]
+    act = ACTIVATIONS[v.model["activation"]]
     h = torch.randn(samples, width, generator=generator)
     outputs = []
     for _ in range(layers):
-        std = init_std(v.model.init, width, v.model.init_scale)
+        std = init_std(v.model["init"], width, v.model["init_scale"])
         h = act(h @ (torch.randn(width, width, generator=generator) * std))
         outputs.append(h.numpy())
     return outputs
@@ -81,7 +81,7 @@ def histogram_figures(
     the grid point) of each activation's variants."""
     by_activation: dict[str, dict[str, list[np.ndarray]]] = {}
     for v, layers in outputs:
-        by_activation.setdefault(v.model.activation, {})[v.name.split(":")[0]] = layers
+        by_activation.setdefault(v.model["activation"], {})[v.name.split(":")[0]] = layers
     return {
         f"{study}_{a}.png": histogram_figure(a, settings, bins, f"{study}: {a}")
         for a, settings in by_activation.items()
@@ -104,7 +104,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         for v in variants:
             child = study.child(v.name, v.params())
             outputs = layer_outputs(v, probe.samples, probe.width, probe.layers)
-            stats = layer_stats(v.model.activation, outputs)
+            stats = layer_stats(v.model["activation"], outputs)
             points = [
                 (f"layer/{key}", row[key], int(row["layer"]))
                 for _, row in stats.iterrows()

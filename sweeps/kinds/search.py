@@ -195,7 +195,8 @@ class Search:
                 optuna_study.tell(trial, float(result.eval_acc[k]))
             told.add(trial.number)
             points = result.points(k, split, epochs)
-            self.study.close_child(child, points, status | {"optuna.state": state.name})
+            tags = status | result.tags() | {"optuna.state": state.name}
+            self.study.close_child(child, points, tags)
 
     def test_once(
         self, optuna_study: optuna.Study, best: pd.Series, space: Space
@@ -267,7 +268,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     """Search, report, retrain the best; returns the trials table (best first)."""
     search = cfg.search
     validate_search(search, cfg.train.epochs)
-    space = parse_space(OmegaConf.to_container(search.space, resolve=True))
+    space = parse_space(OmegaConf.to_container(search.space, resolve=True), cfg.model.keys())
     check_space(cfg, space)
     if not cfg.dataset.val_fraction:
         raise ConfigError(
@@ -317,6 +318,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
 
 def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The trials table and figures from every trial run of the recorded search."""
-    space = parse_space(OmegaConf.to_container(study.config.search.space, resolve=True))
+    config = study.config
+    space = parse_space(OmegaConf.to_container(config.search.space, resolve=True), config.model)
     name = study.parent.tags[SEARCH_TAG]
     return search_outputs(study.store, study.experiment_id, name, space)

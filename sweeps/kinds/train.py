@@ -7,12 +7,14 @@ parent gets the study's figure and summary table.
 """
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from sweeps import checkpoints
 from sweeps.data import load_data
 from sweeps.device import resolve_device
 from sweeps.figures import accuracy_figure, grid_figure, loss_figure
@@ -36,7 +38,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     device = resolve_device(cfg.device)
     data = load_data(cfg.dataset, device)
     check_shapes(variants, data)
-    training = Training(data, cfg.train, cfg.seed)
+    training = Training(data, cfg.train, cfg.seed, keep_states=cfg.train.checkpoints)
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}
     with study_run(cfg, tags) as study:
         histories: Histories = {"loss": {}, "train": {}, "test": {}}
@@ -44,7 +47,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         for i, group in enumerate(groups):
             names = ", ".join(v.name for v in group)
             desc = f"{cfg.study} [{i + 1}/{len(groups)}: {names}]"
-            result = train_group(study, group, training, desc)
+            result = train_group(study, group, training, desc, dataset)
             for k, v in enumerate(group):
                 histories["loss"][v.name] = result.losses[:, k]
                 histories["train"][v.name] = result.epoch_train_acc[:, k]
@@ -63,19 +66,29 @@ def run(cfg: DictConfig) -> pd.DataFrame:
 
 
 def train_group(
-    study: StudyRun, group: list[Variant], training: Training, desc: str
+    study: StudyRun,
+    group: list[Variant],
+    training: Training,
+    desc: str,
+    dataset: Mapping[str, Any],
 ) -> TrainResult:
-    """Train variants of one architecture and record each in its own child run."""
+    """Train variants of one architecture and record each in its own child run, with its
+    checkpoint when `training.keep_states` (`dataset`: the config it names)."""
     children = [study.child(v.name, v.params(), {"sweeps.variant": v.name}) for v in group]
     result = train_variants(group, training, desc)
     for k, (v, child) in enumerate(zip(group, children, strict=True)):
         diverged = int(result.diverged_at[k])
-        status = {"status": "ok", "population.size": result.chunk}
+        status = {"status": "ok", **result.tags()}
         if diverged >= 0:
             log.warning(
                 "variant %r diverged at step %d (non-finite loss); frozen", v.name, diverged
             )
             status |= {"status": "diverged", "diverged_at": diverged}
+        if result.states is not None:
+            shape = training.data.sample_shape
+            study.log_checkpoint(
+                child, checkpoints.files(v.model, dataset, shape, result.states[k])
+            )
         study.close_child(child, result.points(k, training.data.eval_split), status)
     return result
 

@@ -1,0 +1,287 @@
+"""K networks of one architecture behind one interface, for `sweeps.population`.
+
+Three ways to run them, chosen per architecture and device (`choose_strategy`):
+- `stacked_mlp`: the hand-built stacked MLP (`sweeps.stacked_mlp`), the fast path for
+  `models.mlp.MLP`: inputs shared by all members meet every member's first layer in one GEMM.
+- `vmap`: any module, through `torch.func`: one `functional_call` vectorized over the members'
+  stacked parameters and buffers (per-member BatchNorm statistics, dropout keyed by each
+  member's seed). Small kernels batched into large ones: what a GPU needs.
+- `loop`: the same members called one after another each step. On a CPU a small CNN's step is
+  bound by its activations' memory traffic, not by per-op overhead, so vectorizing it is slower
+  than calling each member (DESIGN.md, "Populations of CNNs"); and a module that cannot be
+  vectorized still trains this way.
+
+Whatever the strategy, a member's parameters are row k of one flat (K, P) bank, so each update
+rule is a handful of tensor operations over all members (`sweeps.optimizers`).
+"""
+
+import copy
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from models.counter_rng import member_keys
+from models.init import initialize
+from sweeps.errors import ConfigError
+from sweeps.networks import MLP_TARGET, arguments, build, has_convolutions, on_meta
+from sweeps.stacked_mlp import Bank, StackedMLP
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("auto", "stacked_mlp", "vmap", "loop")
+
+
+class Stack(Protocol):
+    """What a population needs from its K members."""
+
+    keys: Tensor  # (K,) int64, each member's counter-RNG key (its own batches)
+    flat: Tensor  # (K, P) bank holding every member parameter but the banks' others
+
+    def __call__(self, x: Tensor, per_member: bool = False) -> Tensor: ...
+    def train(self, mode: bool = True) -> Any: ...
+    def eval(self) -> Any: ...
+    def leaves(self) -> list[Tensor]: ...
+    def banks(self) -> list[Bank]: ...
+    def bank_grads(self, grads: Sequence[Tensor], flat_out: Tensor) -> list[Tensor]: ...
+    def weight_penalty(self) -> Tensor: ...
+    def member_vector(self, k: int) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member's network and how it starts."""
+
+    model: Mapping[str, Any]
+    seed: int
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one parameter sits in a member's flat row."""
+
+    name: str
+    start: int
+    shape: torch.Size
+
+    @property
+    def end(self) -> int:
+        return self.start + math.prod(self.shape)
+
+
+class ModuleStack:
+    """Any module's K members: parameters in one flat bank, buffers stacked per name, and one
+    parameter-free copy of the module on the meta device that `functional_call` runs."""
+
+    def __init__(self, nets: Sequence[nn.Module], seeds: Sequence[int], vectorized: bool) -> None:
+        self.vectorized = vectorized
+        self.members = len(nets)
+        named = list(nets[0].named_parameters())
+        self.slots: list[Slot] = []
+        offset = 0
+        for name, p in named:
+            self.slots.append(Slot(name, offset, p.shape))
+            offset = self.slots[-1].end
+        self.weights = [i for i, (_, p) in enumerate(named) if p.dim() >= 2]
+        self.flat = torch.stack(
+            [torch.cat([p.detach().reshape(-1) for p in net.parameters()]) for net in nets]
+        )
+        self.buffers = {
+            name: torch.stack([dict(net.named_buffers())[name] for net in nets])
+            for name, _ in nets[0].named_buffers()
+        }
+        self.keys = member_keys(torch.tensor([int(s) for s in seeds]))
+        self.base = copy.deepcopy(nets[0]).to("meta")
+        self._bind()
+
+    def to(self, device: torch.device) -> "ModuleStack":
+        self.flat = self.flat.to(device)
+        self.buffers = {name: b.to(device) for name, b in self.buffers.items()}
+        self.keys = self.keys.to(device)
+        self._bind()
+        return self
+
+    def _bind(self) -> None:
+        """Leaf views into the bank: (K, *shape) per parameter when vectorized, one per member
+        and parameter in a loop, so autograd hands back each member's gradient separately."""
+        if self.vectorized:
+            self.views = [
+                self.flat[:, s.start : s.end].view(self.members, *s.shape).requires_grad_()
+                for s in self.slots
+            ]
+        else:
+            self.views = [
+                self.flat[k, s.start : s.end].view(s.shape).requires_grad_()
+                for k in range(self.members)
+                for s in self.slots
+            ]
+
+    def member_params(self, k: int) -> list[Tensor]:
+        n = len(self.slots)
+        return self.views[k * n : (k + 1) * n]
+
+    def train(self, mode: bool = True) -> "ModuleStack":
+        self.base.train(mode)
+        return self
+
+    def eval(self) -> "ModuleStack":
+        return self.train(False)
+
+    def _call(self, params: Sequence[Tensor], buffers: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        named = {s.name: p for s, p in zip(self.slots, params, strict=True)}
+        return functional_call(self.base, (named, dict(buffers)), (x,))
+
+    def __call__(self, x: Tensor, per_member: bool = False) -> Tensor:
+        """Logits (K, B, classes) for inputs (B, ...) shared by all members, or (K, B, ...)."""
+        if self.vectorized:
+            return vmap(self._call, in_dims=(0, 0, 0 if per_member else None))(
+                self.views, self.buffers, x
+            )
+        outputs = []
+        for k in range(self.members):
+            buffers = {name: b[k] for name, b in self.buffers.items()}
+            outputs.append(self._call(self.member_params(k), buffers, x[k] if per_member else x))
+        return torch.stack(outputs)
+
+    def leaves(self) -> list[Tensor]:
+        return self.views
+
+    def banks(self) -> list[Bank]:
+        return [Bank(self.flat, 0)]
+
+    def bank_grads(self, grads: Sequence[Tensor], flat_out: Tensor) -> list[Tensor]:
+        if self.vectorized:
+            for s, g in zip(self.slots, grads, strict=True):
+                flat_out[:, s.start : s.end].view(self.members, *s.shape).copy_(g)
+        else:
+            n = len(self.slots)
+            for i, g in enumerate(grads):
+                s = self.slots[i % n]
+                flat_out[i // n, s.start : s.end].view(s.shape).copy_(g)
+        return [flat_out]
+
+    def weight_penalty(self) -> Tensor:
+        """(K,) sum of squared weights (parameters with 2 or more dimensions)."""
+        if self.vectorized:
+            return sum(self.views[i].pow(2).flatten(1).sum(1) for i in self.weights)
+        return torch.stack(
+            [
+                sum(self.member_params(k)[i].pow(2).sum() for i in self.weights)
+                for k in range(self.members)
+            ]
+        )
+
+    def member_vector(self, k: int) -> Tensor:
+        return self.flat[k]
+
+    @torch.no_grad()
+    def member_state(self, k: int) -> dict[str, Tensor]:
+        state = {s.name: self.flat[k, s.start : s.end].view(s.shape) for s in self.slots}
+        return state | {name: b[k] for name, b in self.buffers.items()}
+
+    def vectorizes(self, sample_shape: Sequence[int]) -> str | None:
+        """None when a training step of two samples runs vectorized; otherwise why not. The
+        buffers are restored, so the probe leaves no trace."""
+        saved = {name: b.clone() for name, b in self.buffers.items()}
+        try:
+            x = torch.zeros(2, *sample_shape, device=self.flat.device)
+            self(x).sum().backward()
+            return None
+        except RuntimeError as err:
+            return str(err).splitlines()[0]
+        finally:
+            for name, b in saved.items():
+                self.buffers[name].copy_(b)
+            for view in self.views:
+                view.grad = None
+
+
+def member_state(stack: Stack, k: int, model: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Member k as the state dict of its own network (`build(model)`), copied to the CPU:
+    what a checkpoint holds and what `sweeps.evaluate` loads."""
+    if isinstance(stack, StackedMLP):
+        with on_meta():
+            template = build(model).state_dict()
+        pairs = zip(template, stack.member_tensors(k), strict=True)
+        state = {key: t.reshape(template[key].shape) for key, t in pairs}
+    else:
+        state = stack.member_state(k)
+    return {key: t.detach().to("cpu", copy=True) for key, t in state.items()}
+
+
+def choose_strategy(model: Mapping[str, Any], device: torch.device, requested: str) -> str:
+    """`auto`: the stacked MLP for `models.mlp.MLP`; on a CPU a network with convolutions
+    loops over its members (measured: `python -m benchmarks.population --model NAME`);
+    everything else is vectorized."""
+    if requested not in STRATEGIES:
+        raise ConfigError(
+            f"train.population={requested!r} is not valid; choose one of: {', '.join(STRATEGIES)}"
+        )
+    is_mlp = model.get("_target_") == MLP_TARGET
+    if requested == "stacked_mlp" and not is_mlp:
+        raise ConfigError(
+            f"train.population=stacked_mlp needs model._target_={MLP_TARGET}, "
+            f"not {model.get('_target_')}"
+        )
+    if requested != "auto":
+        return requested
+    if is_mlp:
+        return "stacked_mlp"
+    if device.type == "cpu":
+        with on_meta():
+            net = build(model)
+        if has_convolutions(net):
+            return "loop"
+    return "vmap"
+
+
+def stacked_mlp(members: Sequence[Member]) -> StackedMLP:
+    args = arguments(members[0].model)
+    net = StackedMLP(
+        len(members),
+        [args.get("input_size", 784), *args["hidden_sizes"], args.get("output_size", 10)],
+        args.get("activation", "relu"),
+        batchnorm=bool(args.get("batchnorm", False)),
+        dropout=[float(m.model.get("dropout", 0.0)) for m in members],
+    )
+    net.initialize(
+        [m.model["init"] for m in members],
+        [m.model["init_scale"] for m in members],
+        [m.seed for m in members],
+    )
+    return net
+
+
+def build_stack(
+    members: Sequence[Member],
+    device: torch.device,
+    strategy: str,
+    sample_shape: Sequence[int],
+) -> tuple[Stack, str, str | None]:
+    """The members as one stack on `device`: (stack, strategy used, why it differs from the
+    one chosen, or None)."""
+    chosen = choose_strategy(members[0].model, device, strategy)
+    if chosen == "stacked_mlp":
+        return stacked_mlp(members).to(device), chosen, None
+    nets = []
+    for m in members:
+        net = build(m.model)
+        initialize(net, m.model["init"], m.model["init_scale"], m.seed)
+        nets.append(net)
+    seeds = [m.seed for m in members]
+    stack = ModuleStack(nets, seeds, vectorized=chosen == "vmap").to(device)
+    if chosen == "vmap":
+        reason = stack.vectorizes(sample_shape)
+        if reason is not None:
+            log.warning(
+                "model=%s cannot be vectorized (%s): its members train one after another",
+                members[0].model.get("name"),
+                reason,
+            )
+            return ModuleStack(nets, seeds, vectorized=False).to(device), "loop", reason
+    return stack, chosen, None
