@@ -96,7 +96,10 @@ def test_corrupt_dataset_exits_nonzero_and_opens_no_run(tmp_path: Path, tracking
     ("override", "message"),
     [
         ("device=cuda", "device=cuda requested but CUDA is not available"),
-        ("model.activation=gelu", "model.activation='gelu' is not valid; choose one of: relu"),
+        (
+            "model.activation=gelu",
+            "model=mlp (models.mlp.MLP): unknown activation 'gelu'; valid: relu",
+        ),
     ],
 )
 def test_bad_values_exit_2_with_one_clear_line(
@@ -139,9 +142,22 @@ def test_same_seed_same_table(make_cfg) -> None:
     assert not first["final_loss"].equals(other["final_loss"])
 
 
-def test_input_size_must_match_the_data(make_cfg, tracking_uri: str) -> None:
-    with pytest.raises(ConfigError, match="model.input_size=100 .* have 784 features"):
-        run_study(make_cfg("+experiment=optimizers", "model.input_size=100"))
+@pytest.mark.parametrize(
+    ("overrides", "layer"),
+    [
+        (["model.input_size=100"], r"'layers.1' \(Affine\) with input shape \(2, 784\)"),
+        (
+            ["model=simple_convnet", "model.input_shape=[1,32,32]"],
+            r"'layers.4' \(Linear\) with input shape \(2, 4320\)",
+        ),
+    ],
+)
+def test_data_that_does_not_fit_names_the_layer(
+    make_cfg, tracking_uri: str, overrides: list[str], layer: str
+) -> None:
+    fits = r"does not fit mnist samples of shape \(1, 28, 28\) in layer "
+    with pytest.raises(ConfigError, match=fits + layer):
+        run_study(make_cfg("+experiment=optimizers", *overrides))
     assert MlflowClient(tracking_uri).get_experiment_by_name("optimizers") is None
 
 
@@ -163,6 +179,7 @@ def test_diverged_variant_is_tagged_and_the_others_finish(make_cfg, tracking_uri
     assert int(runs["adam"].data.tags["diverged_at"]) >= 0
     assert runs["sgd"].data.tags["status"] == "ok"
     assert runs["sgd"].data.tags["population.size"] == "1"
+    assert runs["sgd"].data.tags["population.strategy"] == "stacked_mlp"
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
 
 
