@@ -15,7 +15,7 @@ from sweeps.errors import ConfigError
 
 PACKAGES = ("sweeps", "models")
 # The modules above the study kinds: entry points and the Hydra callback.
-ENTRY_POINTS = {"sweeps.run", "sweeps.report", "sweeps.multirun"}
+ENTRY_POINTS = {"sweeps.run", "sweeps.report", "sweeps.evaluate", "sweeps.multirun"}
 
 
 def modules() -> dict[str, Path]:
@@ -144,7 +144,14 @@ def test_entry_points_import_neither_torch_nor_mlflow() -> None:
 
 
 def test_every_kind_module_is_registered_with_run_and_rebuild() -> None:
-    assert set(kinds.names()) == {"activations", "optimizer_paths", "search", "suite", "train"}
+    assert set(kinds.names()) == {
+        "activations",
+        "architectures",
+        "optimizer_paths",
+        "search",
+        "suite",
+        "train",
+    }
     for name in kinds.names():
         module = kinds.get(name)
         assert callable(module.run), name
