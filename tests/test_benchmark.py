@@ -5,10 +5,17 @@ arithmetic are checked fast; the whole command, three real studies included, is 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from helpers import ROOT, command
+from omegaconf import OmegaConf
+from torch import nn
 
 from benchmarks import population
+from benchmarks.numpy_convnet import SimpleConvNet
+from sweeps.networks import build
 
 STEP_MODES = [
     "sequential",
@@ -76,3 +83,47 @@ def test_whole_command_with_real_studies(tmp_path: Path) -> None:
         "floor_s"
     }
     assert e2e["floor_s"] == e2e["fixed_s"] + 3 * results["step_times"][-1]["step_ms"] / 1e3
+
+
+MODEL_MODES = [
+    "plain loop",
+    "plain loop, channels-last",
+    "population, vmap",
+    "population, loop (auto)",
+    "textbook NumPy (im2col)",
+    "compute floor (FLOPs at the matmul rate)",
+]
+
+
+def test_model_rows_are_measured(tmp_path: Path) -> None:
+    results = run_benchmark(tmp_path, "--model=simple_convnet")
+    assert [row["mode"] for row in results["step_times"]] == MODEL_MODES
+    assert all(row["step_ms"] > 0 and row["GFLOP/s"] > 0 for row in results["step_times"])
+    assert {row["K"] for row in results["step_times"][2:4]} == {2}
+
+
+def test_the_numpy_reference_is_the_textbook_simple_convnet() -> None:
+    """One SGD step of the NumPy im2col network and of models.convnets.SimpleConvNet, from the
+    same weights on the same batch: the same loss and the same new weights."""
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 1, 28, 28), dtype=np.float32)
+    t = rng.integers(0, 10, 8)
+    reference = SimpleConvNet(seed=1)
+    p = {k: v.copy() for k, v in reference.params.items()}
+    net = build(OmegaConf.to_container(OmegaConf.load(ROOT / "conf/model/simple_convnet.yaml")))
+    conv, fc1, fc2 = (m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear))
+    with torch.no_grad():
+        for layer, w, b in (
+            (conv, p["W1"], p["b1"]),
+            (fc1, p["W2"].T, p["b2"]),
+            (fc2, p["W3"].T, p["b3"]),
+        ):
+            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+            layer.bias.copy_(torch.from_numpy(b))
+    loss = F.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(t))
+    loss.backward()
+    assert reference.step(x, t, lr=0.1) == pytest.approx(float(loss.detach()), rel=1e-4)
+    updated = (conv.weight - 0.1 * conv.weight.grad).detach().numpy()
+    np.testing.assert_allclose(reference.params["W1"], updated, rtol=1e-4, atol=1e-6)
+    updated = (fc1.weight - 0.1 * fc1.weight.grad).detach().numpy().T
+    np.testing.assert_allclose(reference.params["W2"], updated, rtol=1e-4, atol=1e-6)
