@@ -24,7 +24,7 @@ from torch import Tensor
 from sweeps.optimizers import RULES, State, UpdateRule
 from sweeps.plan import Variant
 from sweeps.stacked_mlp import Bank
-from sweeps.stacks import Member, build_stack, member_state
+from sweeps.stacks import Member, ModuleStack, build_stack, member_state
 
 NOT_DIVERGED = -1
 
@@ -126,13 +126,30 @@ class Population:
             loss = loss + 0.5 * self.weight_decay * self.model.weight_penalty()
         return loss
 
+    def gradients(self, x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(K,) losses and the gradient of every bank. A looped stack runs forward and backward
+        member by member, so only one member's activations are alive at a time."""
+        model = self.model
+        if not isinstance(model, ModuleStack) or model.vectorized:
+            loss = self.loss_fn(x, y)
+            grads = torch.autograd.grad(loss.sum(), model.leaves())
+            return loss.detach(), model.bank_grads(grads, flat_out=self.flat_grad)
+        per_member = y.dim() == 2
+        losses = []
+        for k in range(self.size):
+            xk, yk = (x[k], y[k]) if per_member else (x, y)
+            with self._autocast():
+                logits = model.member_forward(k, xk)
+            loss = F.cross_entropy(logits.float(), yk)
+            if self.weight_decay is not None:
+                loss = loss + 0.5 * self.weight_decay[k] * model.member_penalty(k)
+            model.member_grads(k, torch.autograd.grad(loss, model.member_params(k)), self.flat_grad)
+            losses.append(loss.detach())
+        return torch.stack(losses), [self.flat_grad]
+
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One update of every live member on (x, y); returns the (K,) pre-update losses."""
-        loss = self.loss_fn(x, y)
-        model = self.model
-        grads = model.bank_grads(
-            torch.autograd.grad(loss.sum(), model.leaves()), flat_out=self.flat_grad
-        )
+        loss, grads = self.gradients(x, y)
         with torch.no_grad():
             finite = torch.isfinite(loss)
             self.diverged_at.copy_(
@@ -155,7 +172,7 @@ class Population:
                     alive = bank.per_member(self.alive)
                     torch.where(alive, scratch, bank.params, out=bank.params)
             self.step_count += 1
-        return loss.detach()
+        return loss
 
     def states(self) -> list[dict[str, Tensor]]:
         """Every member's state dict, in stored order (see `sweeps.stacks.member_state`)."""

@@ -63,34 +63,56 @@ class Member:
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one parameter sits in a member's flat row."""
+    """Where one parameter sits in a member's flat row, and in which memory layout: a
+    channels-last convolution weight is stored (out, kh, kw, in) and seen as (out, in, kh, kw)."""
 
     name: str
     start: int
     shape: torch.Size
+    channels_last: bool = False
 
     @property
     def end(self) -> int:
         return self.start + math.prod(self.shape)
+
+    def view(self, row: Tensor) -> Tensor:
+        """The parameter, of one member's row (P,) or of every member's rows (K, P)."""
+        lead = row.shape[:-1]
+        segment = row[..., self.start : self.end]
+        if not self.channels_last:
+            return segment.view(*lead, *self.shape)
+        o, c, h, w = self.shape
+        n = len(lead)
+        return segment.view(*lead, o, h, w, c).permute(*range(n), n, n + 3, n + 1, n + 2)
 
 
 class ModuleStack:
     """Any module's K members: parameters in one flat bank, buffers stacked per name, and one
     parameter-free copy of the module on the meta device that `functional_call` runs."""
 
-    def __init__(self, nets: Sequence[nn.Module], seeds: Sequence[int], vectorized: bool) -> None:
+    def __init__(
+        self,
+        nets: Sequence[nn.Module],
+        seeds: Sequence[int],
+        vectorized: bool,
+        channels_last: bool = False,
+    ) -> None:
+        """`channels_last`: convolution weights and image inputs in that layout, the faster
+        one for a single network's convolutions on this CPU (README, "Performance")."""
         self.vectorized = vectorized
+        self.channels_last = channels_last
         self.members = len(nets)
         named = list(nets[0].named_parameters())
         self.slots: list[Slot] = []
         offset = 0
         for name, p in named:
-            self.slots.append(Slot(name, offset, p.shape))
+            self.slots.append(Slot(name, offset, p.shape, channels_last and p.dim() == 4))
             offset = self.slots[-1].end
         self.weights = [i for i, (_, p) in enumerate(named) if p.dim() >= 2]
-        self.flat = torch.stack(
-            [torch.cat([p.detach().reshape(-1) for p in net.parameters()]) for net in nets]
-        )
+        self.flat = torch.zeros(self.members, offset)
+        for row, net in zip(self.flat, nets, strict=True):
+            for slot, p in zip(self.slots, net.parameters(), strict=True):
+                slot.view(row).copy_(p.detach())
         self.buffers = {
             name: torch.stack([dict(net.named_buffers())[name] for net in nets])
             for name, _ in nets[0].named_buffers()
@@ -110,13 +132,10 @@ class ModuleStack:
         """Leaf views into the bank: (K, *shape) per parameter when vectorized, one per member
         and parameter in a loop, so autograd hands back each member's gradient separately."""
         if self.vectorized:
-            self.views = [
-                self.flat[:, s.start : s.end].view(self.members, *s.shape).requires_grad_()
-                for s in self.slots
-            ]
+            self.views = [s.view(self.flat).requires_grad_() for s in self.slots]
         else:
             self.views = [
-                self.flat[k, s.start : s.end].view(s.shape).requires_grad_()
+                s.view(self.flat[k]).requires_grad_()
                 for k in range(self.members)
                 for s in self.slots
             ]
@@ -142,11 +161,16 @@ class ModuleStack:
             return vmap(self._call, in_dims=(0, 0, 0 if per_member else None))(
                 self.views, self.buffers, x
             )
-        outputs = []
-        for k in range(self.members):
-            buffers = {name: b[k] for name, b in self.buffers.items()}
-            outputs.append(self._call(self.member_params(k), buffers, x[k] if per_member else x))
-        return torch.stack(outputs)
+        return torch.stack(
+            [self.member_forward(k, x[k] if per_member else x) for k in range(self.members)]
+        )
+
+    def member_forward(self, k: int, x: Tensor) -> Tensor:
+        """Member k alone (the loop): logits (B, classes)."""
+        buffers = {name: b[k] for name, b in self.buffers.items()}
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._call(self.member_params(k), buffers, x)
 
     def leaves(self) -> list[Tensor]:
         return self.views
@@ -157,31 +181,34 @@ class ModuleStack:
     def bank_grads(self, grads: Sequence[Tensor], flat_out: Tensor) -> list[Tensor]:
         if self.vectorized:
             for s, g in zip(self.slots, grads, strict=True):
-                flat_out[:, s.start : s.end].view(self.members, *s.shape).copy_(g)
+                s.view(flat_out).copy_(g)
         else:
             n = len(self.slots)
-            for i, g in enumerate(grads):
-                s = self.slots[i % n]
-                flat_out[i // n, s.start : s.end].view(s.shape).copy_(g)
+            for k in range(self.members):
+                self.member_grads(k, grads[k * n : (k + 1) * n], flat_out)
         return [flat_out]
+
+    def member_grads(self, k: int, grads: Sequence[Tensor], flat_out: Tensor) -> None:
+        """Member k's gradients (of `member_params(k)`) into its row of `flat_out`."""
+        for s, g in zip(self.slots, grads, strict=True):
+            s.view(flat_out[k]).copy_(g)
 
     def weight_penalty(self) -> Tensor:
         """(K,) sum of squared weights (parameters with 2 or more dimensions)."""
         if self.vectorized:
             return sum(self.views[i].pow(2).flatten(1).sum(1) for i in self.weights)
-        return torch.stack(
-            [
-                sum(self.member_params(k)[i].pow(2).sum() for i in self.weights)
-                for k in range(self.members)
-            ]
-        )
+        return torch.stack([self.member_penalty(k) for k in range(self.members)])
+
+    def member_penalty(self, k: int) -> Tensor:
+        params = self.member_params(k)
+        return sum(params[i].pow(2).sum() for i in self.weights)
 
     def member_vector(self, k: int) -> Tensor:
         return self.flat[k]
 
     @torch.no_grad()
     def member_state(self, k: int) -> dict[str, Tensor]:
-        state = {s.name: self.flat[k, s.start : s.end].view(s.shape) for s in self.slots}
+        state = {s.name: s.view(self.flat[k]).contiguous() for s in self.slots}
         return state | {name: b[k] for name, b in self.buffers.items()}
 
     def vectorizes(self, sample_shape: Sequence[int]) -> str | None:
@@ -274,7 +301,7 @@ def build_stack(
         initialize(net, m.model["init"], m.model["init_scale"], m.seed)
         nets.append(net)
     seeds = [m.seed for m in members]
-    stack = ModuleStack(nets, seeds, vectorized=chosen == "vmap").to(device)
+    stack = ModuleStack(nets, seeds, chosen == "vmap", channels_last=chosen == "loop").to(device)
     if chosen == "vmap":
         reason = stack.vectorizes(sample_shape)
         if reason is not None:
@@ -283,5 +310,6 @@ def build_stack(
                 members[0].model.get("name"),
                 reason,
             )
-            return ModuleStack(nets, seeds, vectorized=False).to(device), "loop", reason
+            loop = ModuleStack(nets, seeds, vectorized=False, channels_last=True)
+            return loop.to(device), "loop", reason
     return stack, chosen, None

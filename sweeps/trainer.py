@@ -31,6 +31,7 @@ from sweeps.errors import ConfigError
 from sweeps.networks import probe
 from sweeps.plan import Variant
 from sweeps.population import Population
+from sweeps.stacks import choose_strategy
 
 log = logging.getLogger(__name__)
 
@@ -183,26 +184,31 @@ def available_bytes(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def bytes_per_member(
+def member_bytes(
     variant: Variant, train: TrainConfig, train_size: int, sample_shape: tuple[int, ...]
-) -> int:
-    """A generous estimate of one member's memory: parameters with gradient, optimizer state
-    and update temporaries, plus activations of a training step or an evaluation chunk."""
+) -> tuple[int, int]:
+    """A generous estimate of one member's memory, as (parameters with gradient, optimizer
+    state and update temporaries; activations of a training step or an evaluation chunk)."""
     network = probe(variant.model, sample_shape)
     inputs = 0 if train.shared_batches else math.prod(sample_shape)
     step = train.batch_size * (network.activations * 4 + inputs)
     evaluation = min(train.eval_batch_size, train_size) * network.activations
-    return 4 * (network.parameters * 6 + max(step, evaluation))
+    return 4 * network.parameters * 6, 4 * max(step, evaluation)
 
 
 def members_per_chunk(variants: Sequence[Variant], train: TrainConfig, data: Dataset) -> int:
+    """Members that fit in a share of the free memory. Members one after another (`loop`)
+    hold one member's activations at a time; otherwise every member's are alive at once."""
     if train.max_members is not None:
         if train.max_members <= 0:
             raise ConfigError(f"train.max_members={train.max_members} must be positive")
         return train.max_members
     device = data.train_x.device
-    per_member = bytes_per_member(variants[0], train, len(data.train_y), data.sample_shape)
-    return max(1, int(available_bytes(device) * MEMORY_FRACTION) // per_member)
+    state, activations = member_bytes(variants[0], train, len(data.train_y), data.sample_shape)
+    budget = int(available_bytes(device) * MEMORY_FRACTION)
+    if choose_strategy(variants[0].model, device, train.population) == "loop":
+        return max(1, (budget - activations) // state)
+    return max(1, budget // (state + activations))
 
 
 def train_variants(variants: Sequence[Variant], training: Training, desc: str) -> TrainResult:
