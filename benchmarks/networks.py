@@ -4,8 +4,8 @@
 synthetic 28x28 images (the textbook's batch), per model, for
 1. the plain PyTorch loop of one model (`torch.optim.SGD`), in the default layout and in
    channels-last;
-2. `Population` with each strategy that applies (`stacked_mlp` for the MLP, `vmap`, `loop`)
-   for every K, and what `train.population=auto` picks on this device;
+2. `Population` with each strategy (`vmap`, `loop`) for every K, marking the one
+   `train.population=auto` picks on this device;
 3. the compute floor: the step's FLOPs (3x the forward pass, PyTorch's count) at the large
    matmul's rate, the time no implementation of the step could beat here;
 4. for simple_convnet, the textbook's own NumPy step (im2col, `benchmarks.numpy_convnet`).
@@ -25,7 +25,7 @@ from benchmarks import progress
 from benchmarks.numpy_convnet import SimpleConvNet
 from models.init import initialize
 from sweeps.config import OptimizerConfig
-from sweeps.networks import MLP_TARGET, build, probe
+from sweeps.networks import build, probe
 from sweeps.plan import Variant
 from sweeps.population import Population
 from sweeps.stacks import choose_strategy
@@ -107,8 +107,6 @@ def model_benchmark(
     """One row per measurement; `seconds_per_step(step, steps, device)` times a step."""
     model = load_model(conf, name)
     strategies = ["vmap", "loop"]
-    if model["_target_"] == MLP_TARGET:
-        strategies.insert(0, "stacked_mlp")
     auto = choose_strategy(model, device, "auto")
     cases: list[tuple[str, int, Callable[[], Callable[[], Any]]]] = [
         ("plain loop", 1, lambda: plain_step(model, device, channels_last=False)),

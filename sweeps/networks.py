@@ -29,7 +29,6 @@ from sweeps.errors import ConfigError
 
 NOT_ARGUMENTS = ("name", "init", "init_scale")
 PER_MEMBER = ("init", "init_scale", "dropout")
-MLP_TARGET = "models.mlp.MLP"
 
 
 def arguments(model: Mapping[str, Any]) -> dict[str, Any]:

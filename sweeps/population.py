@@ -23,8 +23,7 @@ from torch import Tensor
 
 from sweeps.optimizers import RULES, State, UpdateRule
 from sweeps.plan import Variant
-from sweeps.stacked_mlp import Bank
-from sweeps.stacks import Member, ModuleStack, build_stack, member_state
+from sweeps.stacks import Bank, Member, build_stack
 
 NOT_DIVERGED = -1
 
@@ -61,7 +60,6 @@ class Population:
         )
         members = [variants[k] for k in self.order]
         self.names = [v.name for v in members]
-        self.members = members
         self.model, self.strategy, self.fallback = build_stack(
             [Member(v.model, v.seed) for v in members], device, strategy, sample_shape
         )
@@ -130,7 +128,7 @@ class Population:
         """(K,) losses and the gradient of every bank. A looped stack runs forward and backward
         member by member, so only one member's activations are alive at a time."""
         model = self.model
-        if not isinstance(model, ModuleStack) or model.vectorized:
+        if model.vectorized:
             loss = self.loss_fn(x, y)
             grads = torch.autograd.grad(loss.sum(), model.leaves())
             return loss.detach(), model.bank_grads(grads, flat_out=self.flat_grad)
@@ -176,7 +174,7 @@ class Population:
 
     def states(self) -> list[dict[str, Tensor]]:
         """Every member's state dict, in stored order (see `sweeps.stacks.member_state`)."""
-        return [member_state(self.model, k, v.model) for k, v in enumerate(self.members)]
+        return [self.model.member_state(k) for k in range(self.size)]
 
     def stop(self, members: Tensor) -> None:
         """Freeze the members where `members` (K,) is true, as divergence does, without

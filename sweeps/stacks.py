@@ -1,8 +1,6 @@
 """K networks of one architecture behind one interface, for `sweeps.population`.
 
-Three ways to run them, chosen per architecture and device (`choose_strategy`):
-- `stacked_mlp`: the hand-built stacked MLP (`sweeps.stacked_mlp`), the fast path for
-  `models.mlp.MLP`: inputs shared by all members meet every member's first layer in one GEMM.
+Two ways to run them, chosen per architecture and device (`choose_strategy`):
 - `vmap`: any module, through `torch.func`: one `functional_call` vectorized over the members'
   stacked parameters and buffers (per-member BatchNorm statistics, dropout keyed by each
   member's seed). Small kernels batched into large ones: what a GPU needs.
@@ -11,8 +9,9 @@ Three ways to run them, chosen per architecture and device (`choose_strategy`):
   than calling each member (DESIGN.md, "Populations of CNNs"); and a module that cannot be
   vectorized still trains this way.
 
-Whatever the strategy, a member's parameters are row k of one flat (K, P) bank, so each update
-rule is a handful of tensor operations over all members (`sweeps.optimizers`).
+Either way a member's parameters are row k of one flat (K, P) bank, so each update rule is a
+handful of tensor operations over all members (`sweeps.optimizers`). (A hand-built stacked MLP
+was the MLP's fast path until the benchmark showed `vmap` within 15% of it: docs/DESIGN.md.)
 """
 
 import copy
@@ -20,7 +19,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,28 +28,29 @@ from torch.func import functional_call, vmap
 from models.counter_rng import member_keys
 from models.init import initialize
 from sweeps.errors import ConfigError
-from sweeps.networks import MLP_TARGET, arguments, build, has_convolutions, on_meta
-from sweeps.stacked_mlp import Bank, StackedMLP
+from sweeps.networks import build, has_convolutions, on_meta
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "stacked_mlp", "vmap", "loop")
+STRATEGIES = ("auto", "vmap", "loop")
 
 
-class Stack(Protocol):
-    """What a population needs from its K members."""
+@dataclass(frozen=True)
+class Bank:
+    """A parameter tensor holding all members, along dimension `member_dim`."""
 
-    keys: Tensor  # (K,) int64, each member's counter-RNG key (its own batches)
-    flat: Tensor  # (K, P) bank holding every member parameter but the banks' others
+    params: Tensor
+    member_dim: int
 
-    def __call__(self, x: Tensor, per_member: bool = False) -> Tensor: ...
-    def train(self, mode: bool = True) -> Any: ...
-    def eval(self) -> Any: ...
-    def leaves(self) -> list[Tensor]: ...
-    def banks(self) -> list[Bank]: ...
-    def bank_grads(self, grads: Sequence[Tensor], flat_out: Tensor) -> list[Tensor]: ...
-    def weight_penalty(self) -> Tensor: ...
-    def member_vector(self, k: int) -> Tensor: ...
+    def members(self, t: Tensor, start: int, stop: int) -> Tensor:
+        """Members [start, stop) of `t`, a tensor laid out like `params`."""
+        return t.narrow(self.member_dim, start, stop - start)
+
+    def per_member(self, values: Tensor) -> Tensor:
+        """(k,) values shaped to broadcast against k members of this bank."""
+        shape = [1] * self.params.dim()
+        shape[self.member_dim] = -1
+        return values.view(shape)
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,14 @@ class ModuleStack:
 
     @torch.no_grad()
     def member_state(self, k: int) -> dict[str, Tensor]:
-        state = {s.name: s.view(self.flat[k]).contiguous() for s in self.slots}
-        return state | {name: b[k] for name, b in self.buffers.items()}
+        """Member k as the state dict of its own network, copied to the CPU: what a
+        checkpoint holds and what `sweeps.evaluate` loads."""
+        state = {s.name: s.view(self.flat[k]) for s in self.slots}
+        state |= {name: b[k] for name, b in self.buffers.items()}
+        return {
+            key: t.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+            for key, t in state.items()
+        }
 
     def vectorizes(self, sample_shape: Sequence[int]) -> str | None:
         """None when a training step of two samples runs vectorized; otherwise why not. The
@@ -228,37 +234,15 @@ class ModuleStack:
                 view.grad = None
 
 
-def member_state(stack: Stack, k: int, model: Mapping[str, Any]) -> dict[str, Tensor]:
-    """Member k as the state dict of its own network (`build(model)`), copied to the CPU:
-    what a checkpoint holds and what `sweeps.evaluate` loads."""
-    if isinstance(stack, StackedMLP):
-        with on_meta():
-            template = build(model).state_dict()
-        pairs = zip(template, stack.member_tensors(k), strict=True)
-        state = {key: t.reshape(template[key].shape) for key, t in pairs}
-    else:
-        state = stack.member_state(k)
-    return {key: t.detach().to("cpu", copy=True) for key, t in state.items()}
-
-
 def choose_strategy(model: Mapping[str, Any], device: torch.device, requested: str) -> str:
-    """`auto`: the stacked MLP for `models.mlp.MLP`; on a CPU a network with convolutions
-    loops over its members (measured: `python -m benchmarks.population --model NAME`);
-    everything else is vectorized."""
+    """`auto`: on a CPU a network with convolutions loops over its members (measured: `python
+    -m benchmarks.population --model NAME`); everything else is vectorized."""
     if requested not in STRATEGIES:
         raise ConfigError(
             f"train.population={requested!r} is not valid; choose one of: {', '.join(STRATEGIES)}"
         )
-    is_mlp = model.get("_target_") == MLP_TARGET
-    if requested == "stacked_mlp" and not is_mlp:
-        raise ConfigError(
-            f"train.population=stacked_mlp needs model._target_={MLP_TARGET}, "
-            f"not {model.get('_target_')}"
-        )
     if requested != "auto":
         return requested
-    if is_mlp:
-        return "stacked_mlp"
     if device.type == "cpu":
         with on_meta():
             net = build(model)
@@ -267,34 +251,15 @@ def choose_strategy(model: Mapping[str, Any], device: torch.device, requested: s
     return "vmap"
 
 
-def stacked_mlp(members: Sequence[Member]) -> StackedMLP:
-    args = arguments(members[0].model)
-    net = StackedMLP(
-        len(members),
-        [args.get("input_size", 784), *args["hidden_sizes"], args.get("output_size", 10)],
-        args.get("activation", "relu"),
-        batchnorm=bool(args.get("batchnorm", False)),
-        dropout=[float(m.model.get("dropout", 0.0)) for m in members],
-    )
-    net.initialize(
-        [m.model["init"] for m in members],
-        [m.model["init_scale"] for m in members],
-        [m.seed for m in members],
-    )
-    return net
-
-
 def build_stack(
     members: Sequence[Member],
     device: torch.device,
     strategy: str,
     sample_shape: Sequence[int],
-) -> tuple[Stack, str, str | None]:
+) -> tuple[ModuleStack, str, str | None]:
     """The members as one stack on `device`: (stack, strategy used, why it differs from the
     one chosen, or None)."""
     chosen = choose_strategy(members[0].model, device, strategy)
-    if chosen == "stacked_mlp":
-        return stacked_mlp(members).to(device), chosen, None
     nets = []
     for m in members:
         net = build(m.model)

@@ -30,7 +30,7 @@ def test_architectures_study_records_each_network(
     lenet = runs["lenet5"].data
     assert lenet.tags["model.name"] == "lenet5"
     assert lenet.tags["population.strategy"] == "loop"
-    assert runs["two_layer"].data.tags["population.strategy"] == "stacked_mlp"
+    assert runs["two_layer"].data.tags["population.strategy"] == "vmap"
     assert lenet.metrics["model.params"] == 61706
     assert lenet.metrics["test/acc"] == pytest.approx(table.test_acc[1])
     assert "val/acc" in lenet.metrics and "test/acc" in lenet.metrics

@@ -179,7 +179,7 @@ def test_diverged_variant_is_tagged_and_the_others_finish(make_cfg, tracking_uri
     assert int(runs["adam"].data.tags["diverged_at"]) >= 0
     assert runs["sgd"].data.tags["status"] == "ok"
     assert runs["sgd"].data.tags["population.size"] == "1"
-    assert runs["sgd"].data.tags["population.strategy"] == "stacked_mlp"
+    assert runs["sgd"].data.tags["population.strategy"] == "vmap"
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
 
 

@@ -1,5 +1,4 @@
-"""Init statistics, the stacked MLP fast path (shapes, member independence, BN, dropout),
-counter RNG."""
+"""Init statistics, the textbook's layers (Affine, BatchNorm, Dropout) and MLP, counter RNG."""
 
 import math
 
@@ -7,9 +6,9 @@ import pytest
 import torch
 
 from models.counter_rng import member_keys, uniform
-from models.init import init_std
-from models.layers import BN_EPS
-from sweeps.stacked_mlp import StackedMLP
+from models.init import init_std, initialize
+from models.layers import BN_EPS, BatchNorm, Dropout
+from models.mlp import MLP
 
 
 @pytest.mark.parametrize(
@@ -26,83 +25,71 @@ def test_init_std_rejects_unknown_scheme() -> None:
 
 
 @pytest.mark.parametrize("scheme", ["std", "xavier", "he"])
+@torch.no_grad()
 def test_initialized_weights_have_the_scheme_statistics(scheme: str) -> None:
-    net = StackedMLP(2, [784, 400, 300, 10], batchnorm=True)
-    net.initialize([scheme, scheme], [0.05, 0.05], [1, 2])
-    for i, layer in enumerate(net.layers):
-        w = net.param(i, "W")
-        want = init_std(scheme, net.weight_shape(i)[0], 0.05)
-        assert w.std().item() == pytest.approx(want, rel=0.03)
-        assert abs(w.mean().item()) < 0.05 * want + 1e-4
-        assert torch.count_nonzero(net.param(i, "b")) == 0
-        if "gamma" in layer:
-            assert torch.all(net.param(i, "gamma") == 1) and torch.all(net.param(i, "beta") == 0)
+    net = MLP(784, [400, 300], 10, batchnorm=True)
+    initialize(net, scheme, 0.05, seed=1)
+    affines = [m for m in net.modules() if hasattr(m, "fan_in")]
+    for layer in affines:
+        want = init_std(scheme, layer.weight.shape[0], 0.05)
+        assert float(layer.weight.std()) == pytest.approx(want, rel=0.03)
+        assert abs(float(layer.weight.mean())) < 0.05 * want + 1e-4
+        assert torch.count_nonzero(layer.bias) == 0
+    for bn in (m for m in net.modules() if isinstance(m, BatchNorm)):
+        assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
 
 
-def test_same_seed_same_weights_across_populations() -> None:
-    a = StackedMLP(3, [20, 8, 4])
-    a.initialize(["he"] * 3, [0.01] * 3, [7, 8, 9])
-    b = StackedMLP(1, [20, 8, 4])
-    b.initialize(["he"], [0.01], [8])
-    assert torch.equal(a.member_vector(1), b.member_vector(0))
-    assert not torch.equal(a.member_vector(0), a.member_vector(1))
-
-
-def test_forward_shapes_and_member_independence() -> None:
-    net = StackedMLP(3, [6, 5, 4], activation="tanh")
-    net.initialize(["xavier"] * 3, [1.0] * 3, [0, 1, 2])
-    x = torch.randn(7, 6)
-    out = net(x)
-    assert out.shape == (3, 7, 4)
-    per_member = net(x.expand(3, 7, 6), per_member=True)
-    assert torch.allclose(out, per_member, atol=1e-6)
-    with torch.no_grad():
-        net.flat[2].mul_(10)
-        net.wide[:, 2].mul_(10)
-    out2 = net(x)
-    assert torch.equal(out[:2], out2[:2])
-    assert not torch.equal(out[2], out2[2])
-
-
-def test_forward_matches_a_plain_mlp() -> None:
-    net = StackedMLP(2, [5, 4, 3], activation="sigmoid")
-    net.initialize(["he", "std"], [1.0, 0.5], [0, 1])
-    x = torch.randn(6, 5)
-    w0, b0, w1, b1 = (net.param(i, n)[1] for i in (0, 1) for n in ("W", "b"))
-    expected = torch.sigmoid(x @ w0 + b0) @ w1 + b1
-    assert torch.allclose(net(x)[1], expected, atol=1e-6)
-
-
-def test_batchnorm_normalizes_per_member_and_tracks_running_stats() -> None:
-    net = StackedMLP(2, [5, 4, 3], batchnorm=True, activation="relu")
-    net.initialize(["he", "he"], [1.0, 1.0], [0, 1])
-    x = torch.randn(64, 5) * 3 + 2
-    h = net.first_affine(x, per_member=False)
-    normed = net.batch_norm(h, 0)
-    assert torch.allclose(normed.mean(dim=1), torch.zeros(2, 4), atol=1e-5)
-    assert torch.allclose(normed.var(dim=1, unbiased=False), torch.ones(2, 4), atol=1e-3)
-    expected_mean = 0.1 * h.mean(dim=1, keepdim=True)
-    assert torch.allclose(net.running_mean0, expected_mean.detach(), atol=1e-6)
-    net.eval()
-    evaluated = net.batch_norm(h, 0)
-    by_hand = (h - net.running_mean0) / torch.sqrt(net.running_var0 + BN_EPS)
-    assert torch.allclose(evaluated, by_hand, atol=1e-6)
+def test_same_seed_same_weights() -> None:
+    a, b, c = MLP(20, [8], 4), MLP(20, [8], 4), MLP(20, [8], 4)
+    initialize(a, "he", 0.01, seed=8)
+    initialize(b, "he", 0.01, seed=8)
+    initialize(c, "he", 0.01, seed=9)
+    flat = [torch.cat([p.flatten() for p in n.parameters()]) for n in (a, b, c)]
+    assert torch.equal(flat[0], flat[1]) and not torch.equal(flat[0], flat[2])
 
 
 @torch.no_grad()
-def test_dropout_masks_per_member_and_eval_scaling() -> None:
-    net = StackedMLP(2, [10, 2000, 2], dropout=[0.5, 0.0])
-    net.initialize(["he", "he"], [1.0, 1.0], [3, 3])
-    net.param(1, "W").fill_(1.0)
-    net.param(0, "W").abs_()
-    x = torch.ones(1, 10)
-    full = torch.relu(net.first_affine(x, per_member=False)).sum(dim=2).squeeze(1)
-    trained = net(x).squeeze(1)[:, 0]
-    assert trained[1] == pytest.approx(float(full[1]), rel=1e-5)
-    assert 0.45 < float(trained[0] / full[0]) < 0.55
-    assert not torch.equal(net(x).squeeze(1)[:, 0], trained), "the next call draws new masks"
-    net.eval()
-    assert float(net(x).squeeze(1)[0, 0]) == pytest.approx(0.5 * float(full[0]), rel=1e-5)
+def test_mlp_is_the_textbooks_affine_stack() -> None:
+    net = MLP(5, [4], 3, activation="sigmoid")
+    initialize(net, "he", 1.0, seed=0)
+    w0, b0, w1, b1 = net.parameters()
+    x = torch.randn(6, 5)
+    assert torch.allclose(net(x), torch.sigmoid(x @ w0 + b0) @ w1 + b1, atol=1e-6)
+    assert net(torch.randn(6, 1, 1, 5)).shape == (6, 3), "images are flattened"
+
+
+@torch.no_grad()
+def test_batchnorm_normalizes_and_tracks_running_stats() -> None:
+    bn = BatchNorm(4)
+    x = torch.randn(64, 4, 3, 3) * 3 + 2
+    out = bn(x)
+    assert torch.allclose(out.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(out.var(dim=(0, 2, 3), unbiased=False), torch.ones(4), atol=1e-3)
+    mean = x.mean(dim=(0, 2, 3))
+    var = x.var(dim=(0, 2, 3), unbiased=False)  # the textbook keeps the biased variance
+    assert torch.allclose(bn.running_mean, 0.1 * mean, atol=1e-6)
+    assert torch.allclose(bn.running_var, 0.9 + 0.1 * var, atol=1e-5)
+    bn.eval()
+    by_hand = (x - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(
+        bn.running_var.view(1, -1, 1, 1) + BN_EPS
+    )
+    assert torch.allclose(bn(x), by_hand, atol=1e-5)
+
+
+@torch.no_grad()
+def test_dropout_masks_train_and_scales_in_evaluation() -> None:
+    drop = Dropout(0.5)
+    drop.key.fill_(int(member_keys(torch.tensor([3]))[0]))
+    x = torch.ones(20, 1000)
+    first = drop(x)
+    assert 0.45 < float(first.mean()) < 0.55
+    assert set(first.unique().tolist()) == {0.0, 1.0}
+    assert not torch.equal(drop(x), first), "the next call draws new masks"
+    again = Dropout(0.5)
+    again.key.copy_(drop.key)
+    assert torch.equal(again(x), first), "masks are a function of key and call count"
+    drop.eval()
+    assert torch.equal(drop(x), 0.5 * x)
 
 
 def test_counter_rng_streams() -> None:
@@ -119,4 +106,4 @@ def test_counter_rng_streams() -> None:
 
 def test_unknown_activation_names_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="relu, sigmoid, tanh"):
-        StackedMLP(1, [2, 2], activation="gelu")
+        MLP(2, [2], 2, activation="gelu")

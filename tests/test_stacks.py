@@ -1,5 +1,5 @@
 """The population contract, for every network in conf/model/: K members trained together give
-the numbers each gives trained alone, whatever the strategy (stacked MLP, vmap, loop), with
+the numbers each gives trained alone, vectorized or looped, with
 every update rule, BatchNorm and dropout where the network has them; and a module that cannot
 be vectorized still trains."""
 
@@ -14,7 +14,7 @@ from models.init import init_std, initialize
 from sweeps.config import OptimizerConfig, TrainConfig
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
-from sweeps.networks import MLP_TARGET, build
+from sweeps.networks import build
 from sweeps.plan import Variant, group_by_architecture
 from sweeps.population import Population
 from sweeps.stacks import choose_strategy
@@ -50,16 +50,12 @@ def train(variants: list[Variant], data: Dataset, strategy: str):
     return train_variants(variants, Training(data, config, seed=1, keep_states=True), "t")
 
 
-def strategies(model: dict) -> list[str]:
-    return ["stacked_mlp", "vmap", "loop"] if model["_target_"] == MLP_TARGET else ["vmap", "loop"]
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_a_population_equals_its_members_trained_alone(name: str, images: Dataset) -> None:
     model = model_config(name)
     variants = members(model)
     results = {}
-    for strategy in strategies(model):
+    for strategy in ("vmap", "loop"):
         together = train(variants, images, strategy)
         assert together.strategy == strategy and together.chunk == len(variants)
         for k, member in enumerate(variants):
@@ -70,7 +66,7 @@ def test_a_population_equals_its_members_trained_alone(name: str, images: Datase
             assert together.eval_acc[k] == pytest.approx(alone.eval_acc[0])
             assert_state_scores(member.model, together.states[k], images, together.eval_acc[k])
         results[strategy] = together
-    # Every strategy computes the same network: the fast path, vectorized and looped alike.
+    # Both strategies compute the same network.
     first, *others = results.values()
     for other in others:
         np.testing.assert_allclose(other.losses, first.losses, rtol=1e-4, atol=1e-5)
@@ -99,16 +95,16 @@ def test_members_that_differ_only_per_member_share_a_population() -> None:
 
 @pytest.mark.parametrize(
     ("name", "device", "expected"),
-    [("mlp", "cpu", "stacked_mlp"), ("lenet5", "cpu", "loop"), ("lenet5", "cuda", "vmap")],
+    [("mlp", "cpu", "vmap"), ("lenet5", "cpu", "loop"), ("lenet5", "cuda", "vmap")],
 )
 def test_strategy_by_rule(name: str, device: str, expected: str) -> None:
     assert choose_strategy(model_config(name), torch.device(device), "auto") == expected
 
 
-def test_the_stacked_mlp_is_for_the_mlp_only() -> None:
-    with pytest.raises(ConfigError, match="stacked_mlp needs model._target_=models.mlp.MLP"):
-        choose_strategy(model_config("lenet5"), CPU, "stacked_mlp")
-    with pytest.raises(ConfigError, match="train.population='fast' is not valid"):
+def test_an_unknown_strategy_names_the_valid_ones() -> None:
+    with pytest.raises(
+        ConfigError, match="train.population='fast' is not valid; choose one of: auto, vmap, loop"
+    ):
         choose_strategy(model_config("mlp"), CPU, "fast")
 
 
