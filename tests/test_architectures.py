@@ -138,3 +138,34 @@ def test_a_grid_over_an_architecture_key_trains_one_population_each(
     assert len(children) == 4
     assert {r.data.params["model.channels"] for r in children.values()} == {"[2]", "[4]"}
     assert {r.data.tags["population.size"] for r in children.values()} == {"2"}
+
+
+def test_a_search_over_an_architecture_key_groups_trials_by_architecture(
+    make_cfg, tracking_uri: str, tmp_path: Path
+) -> None:
+    cfg = make_cfg(
+        "+experiment=hparam_search",
+        "model=simple_convnet",
+        "+search.space.model.filters={choices: [2, 3]}",
+        "search.n_trials=6",
+        "search.retrain=false",
+        f"search.storage={tmp_path / 'optuna.db'}",
+        "train.epochs=1",
+        "dataset.train_size=100",
+    )
+    run_study(cfg)
+    trials = [
+        r
+        for r in runs_by_name(tracking_uri, "hparam_search").values()
+        if r.data.tags.get("sweeps.role") == "trial"
+    ]
+    assert len(trials) == 6
+    by_filters: dict[str, set[str]] = {}
+    for r in trials:
+        by_filters.setdefault(r.data.params["model.filters"], set()).add(
+            r.data.tags["population.size"]
+        )
+    assert set(by_filters) <= {"2", "3"}
+    # Each architecture's trials trained as one population.
+    counts = {f: sum(r.data.params["model.filters"] == f for r in trials) for f in by_filters}
+    assert all(by_filters[f] == {str(n)} for f, n in counts.items())
