@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import yaml
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from sweeps.errors import UserError
@@ -34,14 +34,14 @@ def files(
     torch.save(state, buffer)
     spec = {"model": dict(model), "dataset": dict(dataset), "sample_shape": list(sample_shape)}
     return {
-        MODEL_FILE: yaml.safe_dump(spec, sort_keys=False).encode(),
+        MODEL_FILE: OmegaConf.to_yaml(OmegaConf.create(spec)).encode(),
         WEIGHTS_FILE: buffer.getvalue(),
     }
 
 
 def restore(model_yaml: bytes, weights: bytes, device: torch.device) -> tuple[dict, nn.Module]:
     """(the checkpoint's spec, its network with the weights loaded, in evaluation mode)."""
-    spec = yaml.safe_load(model_yaml)
+    spec = OmegaConf.to_container(OmegaConf.create(model_yaml.decode()))
     net = build(spec["model"])
     state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     try:
