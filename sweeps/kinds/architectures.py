@@ -10,7 +10,6 @@ accuracy, and its checkpoint); the parent gets the table and the figures of test
 against size and against training time.
 """
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,6 @@ from sweeps.plan import Variant, build_variants
 from sweeps.recording import RecordedStudy, StudyRun, dataset_tags, provenance_tags, study_run
 from sweeps.tables import show
 from sweeps.trainer import Training, train_variants
-
-log = logging.getLogger(__name__)
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 RECIPE_KEYS = ("optimizer", "train", "model")
