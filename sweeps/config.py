@@ -4,6 +4,7 @@ The schema makes Hydra reject unknown keys and ill-typed values at compose time;
 rejects values outside their allowed sets before any data is loaded or any run is opened.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,9 +196,26 @@ def check_choice(key: str, value: Any, valid: tuple[str, ...] | list[str]) -> No
 
 
 def check_positive(key: str, value: float | None) -> None:
-    """Raise ConfigError unless `value` is a positive number."""
-    if value is None or value <= 0:
+    """Raise ConfigError unless `value` is a positive, finite number."""
+    if value is None or not value > 0 or not math.isfinite(value):
         raise ConfigError(f"{key}={value!r} must be a positive number")
+
+
+SEED_LIMIT = 2**32  # numpy's and Optuna's samplers take seeds below 2^32
+
+
+def check_budget(train: "TrainConfig | DictConfig") -> None:
+    """The training budget and batch sizes, before any data is loaded or run opened."""
+    check_positive("train.batch_size", train.batch_size)
+    check_positive("train.eval_batch_size", train.eval_batch_size)
+    if train.epochs is not None:
+        check_positive("train.epochs", train.epochs)
+    elif train.iterations is None or not train.iterations > 0:
+        raise ConfigError(
+            f"train.iterations={train.iterations!r} must be a positive number (or set train.epochs)"
+        )
+    if train.max_members is not None:
+        check_positive("train.max_members", train.max_members)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -205,6 +223,12 @@ def validate(cfg: DictConfig) -> None:
     per-variant values by `sweeps.plan`."""
     check_choice("device", cfg.device, DEVICES)
     check_choice("dataset.name", cfg.dataset.name, DATASETS)
+    if not 0 <= cfg.seed < SEED_LIMIT:
+        raise ConfigError(f"seed={cfg.seed} must be in [0, 2^32)")
+    if cfg.dataset.train_size is not None:
+        check_positive("dataset.train_size", cfg.dataset.train_size)
+    if cfg.kind in ("train", "architectures"):
+        check_budget(cfg.train)
     if not cfg.study:
         raise ConfigError("study must be a non-empty name (it names the MLflow experiment)")
     if not 0 <= cfg.dataset.val_fraction < 1:

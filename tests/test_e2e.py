@@ -198,3 +198,27 @@ def test_epoch_based_budget_logs_accuracy_per_epoch(make_cfg, tracking_uri: str)
     assert runs["sgd"].data.metrics["test/acc"] == pytest.approx(
         max(history, key=lambda m: m.step).value
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.batch_size=0", "train.batch_size=0 must be a positive number"),
+        ("train.batch_size=-5", "train.batch_size=-5 must be a positive number"),
+        ("train.eval_batch_size=0", "train.eval_batch_size=0 must be a positive number"),
+        ("train.iterations=0", "train.iterations=0 must be a positive number"),
+        ("train.epochs=0", "train.epochs=0 must be a positive number"),
+        ("train.max_members=0", "train.max_members=0 must be a positive number"),
+        ("optimizer.lr=nan", "optimizer.lr=nan must be a positive number"),
+        ("optimizer.lr=inf", "optimizer.lr=inf must be a positive number"),
+        ("dataset.train_size=0", "dataset.train_size=0 must be a positive number"),
+        ("seed=-1", r"seed=-1 must be in \[0, 2\^32\)"),
+        ("seed=18446744073709551617", r"seed=18446744073709551617 must be in \[0, 2\^32\)"),
+    ],
+)
+def test_bad_budgets_and_values_fail_before_any_run(
+    make_cfg, tracking_uri: str, override: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_study(make_cfg("+experiment=optimizers", override))
+    assert MlflowClient(tracking_uri).get_experiment_by_name("optimizers") is None
