@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from benchmarks import progress
 from benchmarks.numpy_convnet import SimpleConvNet
 from models.init import initialize
-from sweeps.config import OptimizerConfig
+from sweeps.config import OptimizerConfig, config_names
 from sweeps.networks import build, probe
 from sweeps.plan import Variant
 from sweeps.population import Population
@@ -38,7 +38,7 @@ LR = 0.01
 def load_model(conf: Any, name: str) -> dict[str, Any]:
     path = conf / "model" / f"{name}.yaml"
     if not path.is_file():
-        valid = sorted(p.stem for p in (conf / "model").glob("*.yaml") if p.stem != "custom")
+        valid = config_names("model", exclude=("custom",))
         raise SystemExit(f"--model {name!r} is not in {conf / 'model'}; valid: {', '.join(valid)}")
     return OmegaConf.to_container(OmegaConf.load(path))
 

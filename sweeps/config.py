@@ -7,6 +7,7 @@ rejects values outside their allowed sets before any data is loaded or any run i
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -14,7 +15,16 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sweeps.errors import ConfigError
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def config_names(group: str, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The options of a config group (`conf/GROUP/NAME.yaml`), sorted, less `exclude`."""
+    paths = (CONF_DIR / group).glob("*.yaml")
+    return sorted(p.stem for p in paths if p.stem not in exclude)
+
+
 DATASETS = ("mnist", "fashion_mnist")
 
 

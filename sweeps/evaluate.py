@@ -14,10 +14,9 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps.config import register
+from sweeps.config import CONF_DIR, register
 from sweeps.errors import UserError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 SPLITS = ("test", "train")
 
 
@@ -30,7 +29,7 @@ def dataset_config(recorded: dict, overrides: list[str]) -> DictConfig:
         raise UserError(f"only dataset overrides are accepted here, not: {' '.join(bad)}")
     chosen = next((o.split("=", 1)[1] for o in overrides if o.startswith("dataset=")), None)
     rest = [o for o in overrides if not o.startswith("dataset=")]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         dataset = compose("config", overrides=[f"dataset={chosen or recorded['name']}", *rest])
     if chosen and chosen != recorded.get("name"):
         return dataset.dataset

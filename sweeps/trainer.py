@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from models.counter_rng import uniform
 from sweeps.augment import augment
-from sweeps.config import TrainConfig
+from sweeps.config import TrainConfig, check_budget
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
 from sweeps.networks import probe
@@ -141,17 +141,10 @@ def schedule(train: TrainConfig, train_size: int) -> tuple[int, int | None]:
     An epoch is max(N / batch, 1) iterations (rounded up), as in the textbook's Trainer;
     `train.epochs` takes precedence over `train.iterations` when set.
     """
-    if train.batch_size <= 0:
-        raise ConfigError(f"train.batch_size={train.batch_size} must be positive")
+    check_budget(train)
     if train.epochs is not None:
-        if train.epochs <= 0:
-            raise ConfigError(f"train.epochs={train.epochs} must be positive")
         per_epoch = max(math.ceil(train_size / train.batch_size), 1)
         return train.epochs * per_epoch, per_epoch
-    if train.iterations is None or train.iterations <= 0:
-        raise ConfigError(
-            f"train.iterations={train.iterations} must be positive (or set train.epochs)"
-        )
     return train.iterations, None
 
 
@@ -199,9 +192,8 @@ def member_bytes(
 def members_per_chunk(variants: Sequence[Variant], train: TrainConfig, data: Dataset) -> int:
     """Members that fit in a share of the free memory. Members one after another (`loop`)
     hold one member's activations at a time; otherwise every member's are alive at once."""
+    check_budget(train)
     if train.max_members is not None:
-        if train.max_members <= 0:
-            raise ConfigError(f"train.max_members={train.max_members} must be positive")
         return train.max_members
     device = data.train_x.device
     state, activations = member_bytes(variants[0], train, len(data.train_y), data.sample_shape)

@@ -10,7 +10,6 @@ accuracy, and its checkpoint); the parent gets the table and the figures of test
 against size and against training time.
 """
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeps import checkpoints
-from sweeps.config import check_positive
+from sweeps.config import CONF_DIR, check_positive, config_names
 from sweeps.data import Dataset, load_data
 from sweeps.device import resolve_device
 from sweeps.errors import ConfigError
@@ -30,7 +29,6 @@ from sweeps.recording import RecordedStudy, StudyRun, dataset_tags, provenance_t
 from sweeps.tables import show
 from sweeps.trainer import Training, train_variants
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 RECIPE_KEYS = ("optimizer", "train", "model")
 COLUMNS = [
     "architecture",
@@ -42,13 +40,9 @@ COLUMNS = [
 ]
 
 
-def model_names() -> list[str]:
-    return sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem != "custom")
-
-
 def study_config(cfg: DictConfig, name: str) -> DictConfig:
     """The study's config with network NAME and its recipe merged on top."""
-    valid = model_names()
+    valid = config_names("model", exclude=("custom",))
     if name not in valid:
         raise ConfigError(
             f"architectures.models: unknown model {name!r}; valid: {', '.join(valid)}"
@@ -60,7 +54,7 @@ def study_config(cfg: DictConfig, name: str) -> DictConfig:
             f"architectures.recipes.{name}: unknown keys {sorted(unknown)}; "
             f"a recipe may set: {', '.join(RECIPE_KEYS)}"
         )
-    model = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{name}.yaml"))
+    model = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"))
     one = cfg.copy()
     try:
         one.model = {**model, **recipe.get("model", {})}

@@ -6,19 +6,16 @@ every study), and runs through the kind registry, recording exactly as it would 
 suite records no run of its own, so it has no `rebuild`: each study is rebuilt by its name.
 """
 
-from pathlib import Path
-
 import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from sweeps.config import CONF_DIR, config_names
 from sweeps.errors import ConfigError
 from sweeps.kinds import run_study
 from sweeps.tables import show
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def command_line_overrides() -> list[str]:
@@ -29,14 +26,14 @@ def command_line_overrides() -> list[str]:
 
 
 def compose_study(name: str, overrides: list[str]) -> DictConfig:
-    experiments = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-    if name not in experiments or name == "suite":
-        valid = ", ".join(e for e in experiments if e != "suite")
+    experiments = config_names("experiment", exclude=("suite",))
+    if name not in experiments:
+        valid = ", ".join(experiments)
         raise ConfigError(f"suite.studies: unknown study {name!r}; valid: {valid}")
     overrides = [f"+experiment={name}", *overrides]
     if GlobalHydra.instance().is_initialized():
         return compose("config", overrides=overrides)
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=overrides)
 
 
