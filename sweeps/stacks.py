@@ -179,13 +179,10 @@ class ModuleStack:
         return [Bank(self.flat, 0)]
 
     def bank_grads(self, grads: Sequence[Tensor], flat_out: Tensor) -> list[Tensor]:
-        if self.vectorized:
-            for s, g in zip(self.slots, grads, strict=True):
-                s.view(flat_out).copy_(g)
-        else:
-            n = len(self.slots)
-            for k in range(self.members):
-                self.member_grads(k, grads[k * n : (k + 1) * n], flat_out)
+        """The vectorized stack's gradients of `leaves()` into `flat_out`; a looped stack
+        hands each member's over with `member_grads` as it goes."""
+        for s, g in zip(self.slots, grads, strict=True):
+            s.view(flat_out).copy_(g)
         return [flat_out]
 
     def member_grads(self, k: int, grads: Sequence[Tensor], flat_out: Tensor) -> None:
