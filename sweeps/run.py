@@ -2,15 +2,22 @@
 
 Hydra composes the config; the kind registry (`sweeps.kinds`) runs it. Heavy imports (torch,
 mlflow) happen inside the kind, so `--help` and Hydra's own errors are instant.
+
+Exit codes: 0 done, 2 bad input (one line naming the key, the value and what is valid, Hydra's
+composition errors included), 130 interrupted (Ctrl-C; the runs left open are closed KILLED).
 """
 
 import logging
+import os
 import sys
 
 import hydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.config import register
+from sweeps.errors import UserError
 
 register()
 log = logging.getLogger("sweeps")
@@ -19,7 +26,6 @@ log = logging.getLogger("sweeps")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     """Run the composed study; a bad input exits 2 with one clear line instead of a traceback."""
-    from sweeps.errors import UserError
     from sweeps.kinds import run_study
 
     try:
@@ -29,5 +35,36 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def one_line(err: BaseException) -> str:
+    """Hydra's messages span lines ("Could not override 'x'.\\nTo append ..."): join them,
+    less the config search path it appends to a missing option."""
+    message = str(err).split("\nConfig search path:")[0]
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    cause = err.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause).splitlines()[0] not in text:
+        text += f" ({str(cause).splitlines()[0].strip()})"
+    return text
+
+
+def cli() -> None:
+    """`main` with Hydra's errors and Ctrl-C turned into one line and an exit code.
+
+    Hydra prints its own errors over several lines and exits 1 unless HYDRA_FULL_ERROR=1,
+    which makes it raise them instead, so this sets it (a user's own setting wins).
+    """
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        main()
+    except KeyboardInterrupt as err:
+        # What the interpreter records for an unhandled exception: the multirun's exit hook
+        # reads it to close its parent run KILLED rather than FAILED.
+        sys.last_exc = sys.last_value = err
+        print("sweeps: interrupted; runs still open were closed as KILLED", file=sys.stderr)
+        sys.exit(130)
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"sweeps: error: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    main()
+    cli()
