@@ -72,6 +72,9 @@ class TrainConfig:
     augment_shift: int = 1
     augment_rotate: float = 0.0
     progress: bool = True
+    # torch's intra-op threads: N, or `auto` = the cores this process may use shared among
+    # the workers on this machine (sweeps.device.set_threads)
+    threads: str = "auto"
 
 
 @dataclass
@@ -144,11 +147,16 @@ class SearchConfig:
     rounds: int = 1
     top: float = 0.2  # narrowing: the best fraction of a round's trials spans the next ranges
     retrain: bool = True  # the best configuration on train+validation, scored once on test
+    workers: int = 1  # local worker processes on this study (more machines: same command)
+    heartbeat: float = 10.0  # seconds between a worker's signs of life on its trials
+    grace: float = 60.0  # seconds of silence after which a worker's trials are taken over
 
 
 @dataclass
 class Config:
     study: str = "default"
+    # Reuse the finished variants of an interrupted run of the same study and config.
+    resume: bool = True
     kind: str = "train"  # a module of sweeps/kinds/; `+search` turns `train` into `search`
     seed: int = 0
     device: str = "auto"
@@ -180,6 +188,21 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+# Settings that change how a study runs or where it is recorded, not what it computes.
+NOT_RESULTS = ("tracking", "resume", "train.progress", "train.threads", "train.max_members")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A digest of what a study computes: equal for two invocations whose variants would
+    train to the same numbers, so one may reuse the other's finished variants."""
+    import hashlib
+    import json
+
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    kept = {k: v for k, v in flat.items() if not k.startswith(NOT_RESULTS)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def logspace(start: float, stop: float, num: int) -> list[float]:
@@ -239,6 +262,12 @@ def validate(cfg: DictConfig) -> None:
         check_positive("dataset.train_size", cfg.dataset.train_size)
     if cfg.kind in ("train", "architectures"):
         check_budget(cfg.train)
+    if cfg.train.threads != "auto" and not (
+        str(cfg.train.threads).isdigit() and int(cfg.train.threads) > 0
+    ):
+        raise ConfigError(
+            f"train.threads={cfg.train.threads!r} is not valid; give a positive number or auto"
+        )
     if not cfg.study:
         raise ConfigError("study must be a non-empty name (it names the MLflow experiment)")
     if not 0 <= cfg.dataset.val_fraction < 1:

@@ -1,9 +1,12 @@
-"""The device a study computes on."""
+"""The device a study computes on, and the CPU threads torch uses on it."""
+
+import os
 
 import torch
 
 from sweeps.config import DEVICES
 from sweeps.errors import ConfigError
+from sweeps.workers import LOCAL_WORKERS_ENV
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -16,3 +19,36 @@ def resolve_device(requested: str) -> torch.device:
             f"{', '.join(d for d in DEVICES if d != 'cuda')}"
         )
     return torch.device(requested)
+
+
+def local_workers(search_workers: int) -> int:
+    """Workers of this study running on this machine: `search.workers` (set in the processes
+    it starts too), or the jobs Hydra's joblib launcher runs at once."""
+    from hydra.core.hydra_config import HydraConfig
+
+    workers = max(search_workers, int(os.environ.get(LOCAL_WORKERS_ENV, "1")))
+    if HydraConfig.initialized():
+        launcher = HydraConfig.get().launcher
+        if "joblib" in str(launcher.get("_target_", "")):
+            jobs = launcher.get("n_jobs") or 1
+            workers = max(workers, os.cpu_count() if jobs < 0 else jobs)
+    return workers
+
+
+def set_threads(setting: str, search_workers: int = 1) -> int:
+    """torch's intra-op threads for this process; returns the number.
+
+    torch starts one thread per core in every process, and its threads spin-wait: two
+    processes on two cores each spinning two threads ran 5x slower than with one thread each
+    (docs/DESIGN.md, "Threads"). `auto` gives each local worker an equal share of the cores
+    this process may use, at least one; an OMP_NUM_THREADS set by the user wins over `auto`.
+    """
+    if setting == "auto":
+        if os.environ.get("OMP_NUM_THREADS"):
+            return torch.get_num_threads()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, (cores or 1) // local_workers(search_workers))
+    else:
+        threads = int(setting)
+    torch.set_num_threads(threads)
+    return threads

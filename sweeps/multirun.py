@@ -20,7 +20,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.errors import UserError
-from sweeps.recording import PARENT_ENV, ROLE_TAG, Recorder, tracking_uri
+from sweeps.recording import (
+    PARENT_ENV,
+    PARENT_TAG,
+    ROLE_TAG,
+    Recorder,
+    check_tracking,
+    tracking_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,10 @@ class MultirunParent(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = swept(config)
         try:
-            self.recorder = Recorder(tracking_uri(config.tracking.uri), config.tracking.experiment)
+            uri = tracking_uri(config.tracking.uri)
+            # An unreachable server: one line within seconds, not minutes of MLflow's retries.
+            check_tracking(uri)
+            self.recorder = Recorder(uri, config.tracking.experiment)
         except UserError as err:
             log.error("%s", err)
             sys.exit(2)
@@ -91,5 +101,20 @@ class MultirunParent(Callback):
         atexit.unregister(self.close_at_exit)
         os.environ.pop(PARENT_ENV, None)
         if self.recorder is not None and self.run_id is not None:
+            if status != "FINISHED":
+                self.close_dead_jobs()
             self.recorder.finish(self.run_id, status)
             self.run_id = None
+
+    def close_dead_jobs(self) -> None:
+        """A launcher that kills its workers (joblib's on Ctrl-C or on a job's exit 2) leaves
+        their runs RUNNING: close those of dead workers nested under this multirun, KILLED,
+        variants first."""
+        recorder = self.recorder
+        dead = recorder.dead_runs()
+        jobs = {r.run_id for r in dead if r.tags.get(PARENT_TAG) == self.run_id}
+        for run in dead:
+            if run.tags.get(PARENT_TAG) in jobs:
+                recorder.kill(run.run_id)
+        for job in jobs:
+            recorder.kill(job)

@@ -3,12 +3,11 @@ trials count.
 
 Optuna 5 is used directly through ask/tell (docs/DESIGN.md says why not
 hydra-optuna-sweeper). A study lives in `search.storage` under `search.study_name`, so the
-same command resumes it: `search.n_trials` counts the trials that finished (complete,
-pruned, or failed by diverging) over every invocation. Trials an invocation could not finish
-(error, Ctrl-C) are told FAIL with `sweeps.interrupted` set, and their parameters are queued
-again for the next one, so no configuration is lost and none is counted twice.
+same command resumes it, and any number of workers share it (`sweeps.trial_pool`):
+`search.n_trials` counts the trials with results over every invocation and worker.
 """
 
+import contextlib
 import json
 import logging
 import warnings
@@ -18,27 +17,30 @@ from typing import Any
 import numpy as np
 import optuna
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from sweeps.config import SearchConfig, check_choice, flatten
+from sweeps.config import SearchConfig, check_choice, check_positive, flatten
 from sweeps.errors import ConfigError, UserError
 from sweeps.space import Space
+from sweeps.stores import check_writable, create_sqlite, is_server, lock, sqlite_path
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("random", "tpe", "qmc", "gp")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
-INTERRUPTED = "sweeps.interrupted"
 OBJECTIVE = "sweeps.objective"
-RETRY_OF = "sweeps.retry_of"
 
 
 def validate_search(search: SearchConfig, epochs: int | None) -> None:
     check_choice("search.sampler", search.sampler, SAMPLERS)
     check_choice("search.pruner", search.pruner, PRUNERS)
-    for key in ("n_trials", "batch", "rounds"):
-        if getattr(search, key) <= 0:
-            raise ConfigError(f"search.{key}={getattr(search, key)} must be positive")
+    for key in ("n_trials", "batch", "rounds", "workers", "heartbeat", "grace"):
+        check_positive(f"search.{key}", getattr(search, key))
+    if search.grace <= search.heartbeat:
+        raise ConfigError(
+            f"search.grace={search.grace} must exceed search.heartbeat={search.heartbeat}: "
+            "a live worker's trials would be taken over between two beats"
+        )
     if not 0 < search.top <= 1:
         raise ConfigError(f"search.top={search.top} must be in (0, 1]")
     if search.sampler in ("tpe", "gp") and search.batch >= search.n_trials:
@@ -84,6 +86,10 @@ SAME_STUDY = (
     "search.batch=",
     "search.storage=",
     "search.retrain=",
+    "search.workers=",
+    "search.heartbeat=",
+    "search.grace=",
+    "train.threads=",
     "tracking.",
     "device=",
     "train.progress=",
@@ -145,8 +151,15 @@ def _sqlite_wal(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _create_rdb(side_url: str) -> None:
+    from optuna.storages import RDBStorage
+
+    RDBStorage(side_url).engine.dispose()
+
+
 def open_storage(url: str) -> Any:
-    """An RDB URL (`sqlite:///...`, `postgresql://...`) or a journal file path.
+    """An RDB URL (`sqlite:///...`, `postgresql://...`) or a journal file path, created
+    safely when several workers start at once (`sweeps.stores`).
 
     SQLite runs in WAL mode with normal syncing: each epoch's `trial.report` is a
     transaction, and full syncing makes each cost several times more (`python -m
@@ -158,11 +171,17 @@ def open_storage(url: str) -> Any:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
+        check_writable(Path(url).resolve().parent, f"search.storage={url}")
         return JournalStorage(JournalFileBackend(url))
     from optuna.storages import RDBStorage
 
+    if sqlite_path(url) is not None:
+        create_sqlite(url, _create_rdb, "search.storage")
     try:
-        storage = RDBStorage(url)
+        with lock(url, "optuna-schema") if is_server(url) else contextlib.nullcontext():
+            storage = RDBStorage(url)
+    except UserError:
+        raise
     except Exception as err:  # SQLAlchemy and drivers raise many types; say which URL failed
         raise ConfigError(f"search.storage={url!r} cannot be opened: {err}") from err
     if url.startswith("sqlite:"):
@@ -195,24 +214,22 @@ def make_pruner(name: str, epochs: int | None) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(
-    storage: Any, name: str, search: SearchConfig, seed: int, epochs: int | None
-) -> optuna.Study:
-    """Create or resume the study. The sampler's seed moves on with the trials already in
-    the study, so a resumed random search draws new points instead of repeating the first
-    invocation's sequence."""
+def open_study(storage: Any, name: str, search: SearchConfig, epochs: int | None) -> optuna.Study:
+    """Create or resume the study; its sampler is set when this worker joins it
+    (`sweeps.trial_pool.TrialPool.running`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=name,
-        direction="maximize",
-        load_if_exists=True,
-        sampler=optuna.samplers.RandomSampler(),  # replaced below, once the trials are known
-        pruner=make_pruner(search.pruner, epochs),
-    )
-    # Optuna's documented way to give a loaded study its sampler (FAQ: resuming samplers).
-    study.sampler = make_sampler(search.sampler, seed + len(study.get_trials(deepcopy=False)))
-    return study
+    try:
+        return optuna.create_study(
+            storage=storage,
+            study_name=name,
+            direction="maximize",
+            load_if_exists=True,
+            pruner=make_pruner(search.pruner, epochs),
+        )
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it just now
+        return optuna.load_study(
+            storage=storage, study_name=name, pruner=make_pruner(search.pruner, epochs)
+        )
 
 
 def check_resumable(study: optuna.Study, objective: dict[str, Any]) -> None:
@@ -235,39 +252,3 @@ def check_resumable(study: optuna.Study, objective: dict[str, Any]) -> None:
             f"({'; '.join(changed)}). Resume it with its own settings, or start a new study "
             "with search.study_name=NAME"
         )
-
-
-def counts(trial: FrozenTrial) -> bool:
-    """Whether a trial has its result: complete, pruned, or failed on its own (diverged)."""
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get(INTERRUPTED)
-
-
-def prepare_resume(study: optuna.Study) -> int:
-    """Queue the parameters of interrupted trials not yet retried; return finished trials.
-
-    RUNNING trials belong to another worker or to an invocation that was killed outright;
-    they are neither counted nor retried, only reported.
-    """
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
-    for t in trials:
-        if t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED) and t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs={RETRY_OF: t.number})
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    if running:
-        log.warning(
-            "study %r has %d RUNNING trials (another worker, or a killed invocation); "
-            "they are not counted towards search.n_trials",
-            study.study_name,
-            running,
-        )
-    return sum(counts(t) for t in trials)
-
-
-def interrupt(study: optuna.Study, trials: list[optuna.Trial]) -> None:
-    """Tell FAIL for trials an error or Ctrl-C cut short; the next invocation redoes them."""
-    for trial in trials:
-        trial.set_user_attr(INTERRUPTED, True)
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)

@@ -32,6 +32,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeps.config import Config, flatten, register
 from sweeps.errors import UserError
+from sweeps.stores import (
+    check_server,
+    check_writable,
+    create_sqlite,
+    is_server,
+    lock,
+    sqlite_path,
+)
+from sweeps.workers import is_dead, worker_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +54,9 @@ PARENT_TAG = "mlflow.parentRunId"
 # A Hydra multirun's callback hands its run id to the jobs through this variable.
 PARENT_ENV = "SWEEPS_PARENT_RUN_ID"
 ROLE_TAG = "sweeps.role"
+WORKER_TAG = "sweeps.worker"  # the process that opened the run (`sweeps.workers.worker_id`)
+CONFIG_TAG = "sweeps.config_hash"  # what a study computes (`config.config_hash`)
+ADOPTED_TAG = "sweeps.adopted_from"  # the killed run a finished child was first nested under
 PARAM_VALUE_LIMIT = 6000
 
 
@@ -55,6 +67,48 @@ def tracking_uri(configured: str | None) -> str:
         or os.environ.get("MLFLOW_TRACKING_URI")
         or (f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     )
+
+
+def _create_mlflow_store(side_url: str) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(side_url, tempfile.gettempdir()).engine.dispose()
+
+
+def check_tracking(uri: str) -> None:
+    """Before a study loads data: the tracking store must be reachable and writable, or
+    fail within seconds in one line naming it. Creates no file (see `open_tracking`)."""
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+        return
+    path = sqlite_path(uri)
+    if path is not None:
+        check_writable(path.parent, f"tracking.uri={uri}")
+        if not path.exists():
+            return
+    open_tracking(uri)
+
+
+def open_tracking(uri: str) -> None:
+    """Create the store's tables if it has none, safely among workers (`sweeps.stores`),
+    and explain a store a killed migration left behind."""
+    if sqlite_path(uri) is not None:
+        create_sqlite(uri, _create_mlflow_store, "tracking.uri")
+    elif not is_server(uri):
+        return  # a tracking server, or another store MLflow knows (databricks, ...)
+    with lock(uri, "mlflow-schema"):
+        try:
+            from mlflow import MlflowClient
+
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception as err:  # SQLAlchemy and MLflow raise many types; name the store
+            if "_alembic_tmp" in str(err):
+                raise UserError(
+                    f"{uri} was left half-migrated by a process killed while MLflow created or "
+                    "upgraded its tables: if it holds nothing you need, delete it; otherwise "
+                    "drop its _alembic_tmp_* tables and run `mlflow db upgrade URI`"
+                ) from err
+            raise UserError(f"tracking.uri={uri} cannot be opened: {err}") from err
 
 
 def artifact_root(uri: str) -> str | None:
@@ -89,6 +143,7 @@ def provenance_tags(device: "torch.device") -> dict[str, str]:
         "device": str(device),
         "device.name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch.version": torch.__version__,
+        "torch.threads": torch.get_num_threads(),
         "cuda.version": str(torch.version.cuda),
         "mlflow.source.name": "sweeps.run",
         "mlflow.source.type": "LOCAL",
@@ -118,6 +173,7 @@ class RunRecord:
     params: dict[str, str]
     metrics: dict[str, float]  # the latest value of each key
     tags: dict[str, str]
+    status: str  # RUNNING, FINISHED, FAILED or KILLED
 
 
 def record(run: Any) -> RunRecord:
@@ -129,6 +185,7 @@ def record(run: Any) -> RunRecord:
         dict(data.params),
         dict(data.metrics),
         dict(data.tags),
+        info.status,
     )
 
 
@@ -147,12 +204,14 @@ class Store:
         tags: Mapping[str, str],
         finished: bool = True,
         latest: bool = False,
+        status: str | None = None,
     ) -> list[RunRecord]:
-        """The runs carrying all of `tags` (only FINISHED ones by default); `latest`: the
-        most recently started one only."""
+        """The runs carrying all of `tags` (only FINISHED ones by default, else those with
+        `status` if given); `latest`: the most recently started one only."""
         terms = [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
-        if finished:
-            terms.append("attributes.status = 'FINISHED'")
+        status = "FINISHED" if finished else status
+        if status:
+            terms.append(f"attributes.status = '{status}'")
         runs = self.client.search_runs(
             [experiment_id],
             filter_string=" and ".join(terms),
@@ -196,6 +255,7 @@ class Recorder(Store):
     """
 
     def __init__(self, uri: str, experiment: str) -> None:
+        open_tracking(uri)
         super().__init__(uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
@@ -219,7 +279,7 @@ class Recorder(Store):
         tags: Mapping[str, Any],
         parent: str | None = None,
     ) -> str:
-        all_tags = dict(tags) | ({PARENT_TAG: parent} if parent else {})
+        all_tags = dict(tags) | {WORKER_TAG: worker_id()} | ({PARENT_TAG: parent} if parent else {})
         run = self.client.create_run(
             self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
         )
@@ -263,6 +323,26 @@ class Recorder(Store):
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
         self.open.remove(run_id)
+
+    def kill(self, run_id: str) -> bool:
+        """Close another process's run KILLED if it is still RUNNING; whether it was."""
+        if self.client.get_run(run_id).info.status != "RUNNING":
+            return False
+        self.client.set_terminated(run_id, status="KILLED")
+        return True
+
+    def adopt(self, old_parent: str, new_parent: str) -> int:
+        """Nest the FINISHED children of a killed run under `new_parent`, so every finished
+        result sits inside a finished run; returns how many moved."""
+        children = self.runs(self.experiment_id, {PARENT_TAG: old_parent})
+        for child in children:
+            self.set_tags(child.run_id, {PARENT_TAG: new_parent, ADOPTED_TAG: old_parent})
+        return len(children)
+
+    def dead_runs(self) -> list[RunRecord]:
+        """RUNNING runs of this experiment whose worker process is known dead (this host)."""
+        running = self.runs(self.experiment_id, {}, finished=False, status="RUNNING")
+        return [r for r in running if WORKER_TAG in r.tags and is_dead(r.tags[WORKER_TAG])]
 
     @contextmanager
     def guarded(self) -> Iterator[None]:
@@ -319,10 +399,17 @@ class StudyRun:
     """The run context of one study invocation: its open parent run and the tags every
     run of the invocation carries. Study kinds record through it."""
 
-    def __init__(self, recorder: Recorder, parent: str, tags: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        parent: str,
+        tags: Mapping[str, Any],
+        identity: Mapping[str, Any] | None = None,
+    ) -> None:
         self.recorder = recorder
         self.parent = parent
         self.tags = dict(tags)
+        self.identity = dict(identity or {})
 
     @property
     def experiment_id(self) -> str:
@@ -380,23 +467,63 @@ class StudyRun:
         """Close the parent run FINISHED."""
         self.recorder.finish(self.parent)
 
+    def take_over(self, *run_ids: str) -> None:
+        """Close a dead worker's runs KILLED; a killed parent of this same study (the same
+        `identity` tags) hands its finished children to this invocation's parent."""
+        for run_id in run_ids:
+            if run_id == self.parent or not self.recorder.kill(run_id):
+                continue
+            tags = self.recorder.run(run_id).tags
+            same = self.identity and all(tags.get(k) == str(v) for k, v in self.identity.items())
+            moved = self.recorder.adopt(run_id, self.parent) if same else 0
+            log.warning(
+                "closed run %s of a dead worker as KILLED%s",
+                run_id,
+                f"; its {moved} finished runs now nest under {self.parent}" if moved else "",
+            )
+
+    def resume(self) -> dict[str, RunRecord]:
+        """Nest the finished children of this study's interrupted runs (KILLED or FAILED
+        parents with the same `identity`) under this invocation's parent, and return every
+        finished child it holds now (dead workers' included, see `close_dead`), by name."""
+        for status in ("KILLED", "FAILED"):
+            for old in self.recorder.runs(
+                self.experiment_id, self.identity | {ROLE_TAG: "study"}, False, status=status
+            ):
+                if moved := self.recorder.adopt(old.run_id, self.parent):
+                    log.info("reusing %d finished runs of interrupted run %s", moved, old.run_id)
+        children = self.recorder.runs(self.experiment_id, {PARENT_TAG: self.parent})
+        return {child.name: child for child in children}
+
+    def close_dead(self) -> None:
+        """Close the runs of workers known dead on this host, children first."""
+        dead = self.recorder.dead_runs()
+        self.take_over(*(r.run_id for r in dead if r.tags.get(ROLE_TAG) != "study"))
+        self.take_over(*(r.run_id for r in dead if r.tags.get(ROLE_TAG) == "study"))
+
 
 @contextmanager
-def study_run(cfg: DictConfig, tags: Mapping[str, Any]) -> Iterator[StudyRun]:
+def study_run(
+    cfg: DictConfig, tags: Mapping[str, Any], identity: Mapping[str, Any] | None = None
+) -> Iterator[StudyRun]:
     """Open the invocation's parent run in `tracking.experiment`, with the resolved config as
-    params and `config.yaml`; any error inside closes every run still open (see `guarded`).
-    Everything that can fail on bad input should run before this opens."""
+    params and `config.yaml`, and close what dead workers left open; any error inside closes
+    every run still open (see `guarded`). `identity`: tags naming the study across
+    invocations, on the parent (see `StudyRun.take_over`). Everything that can fail on bad
+    input should run before this opens."""
     recorder = Recorder(tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
     with recorder.guarded():
         resolved = OmegaConf.to_container(cfg, resolve=True)
         parent = recorder.start(
             cfg.study,
             flatten(resolved),
-            dict(tags) | {ROLE_TAG: "study"},
+            dict(tags) | dict(identity or {}) | {ROLE_TAG: "study"},
             parent=recorder.multirun_parent(),
         )
         recorder.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
-        yield StudyRun(recorder, parent, tags)
+        study = StudyRun(recorder, parent, tags, identity)
+        study.close_dead()
+        yield study
     log.info("recorded in %s, experiment %r, run %s", recorder.uri, cfg.tracking.experiment, parent)
 
 

@@ -15,7 +15,13 @@ from sweeps.errors import ConfigError
 
 PACKAGES = ("sweeps", "models")
 # The modules above the study kinds: entry points and the Hydra callback.
-ENTRY_POINTS = {"sweeps.run", "sweeps.report", "sweeps.evaluate", "sweeps.multirun"}
+ENTRY_POINTS = {
+    "sweeps.run",
+    "sweeps.report",
+    "sweeps.evaluate",
+    "sweeps.multirun",
+    "sweeps.search_worker",
+}
 
 
 def modules() -> dict[str, Path]:

@@ -15,9 +15,9 @@ from optuna.trial import TrialState
 from sweeps.data import load_data
 from sweeps.errors import ConfigError
 from sweeps.kinds import run_study, search
-from sweeps.optuna_study import INTERRUPTED, RETRY_OF
 from sweeps.population import Population
 from sweeps.report import rebuild
+from sweeps.trial_pool import INTERRUPTED, RETRY_OF
 
 TINY = ("+experiment=hparam_search", "train.epochs=2", "dataset.train_size=200")
 # Learning rates that mostly learn within 4 epochs, so the median pruner has trials to stop.
@@ -148,8 +148,12 @@ def test_interrupted_search_resumes_without_lost_or_duplicated_trials(
     with pytest.raises(KeyboardInterrupt):
         run_study(cfg)
     cut = study_trials(storage)
-    assert [t.state for t in cut] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
-    assert all(t.user_attrs[INTERRUPTED] for t in cut[2:])
+    # Six points queued; two trained, two cut short and queued again at once, as new trials.
+    assert [t.state for t in cut] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2 + [
+        TrialState.WAITING
+    ] * 4
+    assert all(t.user_attrs[INTERRUPTED] for t in cut[2:4])
+    assert [t.user_attrs.get(RETRY_OF) for t in cut[6:]] == [2, 3]
     assert {r.info.status for r in trial_runs(tracking_uri)} == {"FINISHED", "KILLED"}
 
     monkeypatch.setattr(search, "train_variants", real)
@@ -253,7 +257,7 @@ def test_a_pruner_stops_weak_trials_and_marks_them(
     [
         ("search.sampler=grid", "search.sampler='grid' is not valid; choose one of: random"),
         ("search.pruner=early", "search.pruner='early' is not valid"),
-        ("search.n_trials=0", "search.n_trials=0 must be positive"),
+        ("search.n_trials=0", "search.n_trials=0 must be a positive number"),
         ("dataset.val_fraction=0", "set dataset.val_fraction"),
         ("search.space.optimizer.lr.low=-1", "log=true needs low > 0"),
         ("+search.space.optimizer.name={choices: [sgd, lion]}", "lion"),

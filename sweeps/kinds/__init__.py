@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from sweeps.config import check_choice, validate
 from sweeps.errors import ConfigError
+from sweeps.recording import check_tracking, tracking_uri
 
 
 def names() -> list[str]:
@@ -48,4 +49,9 @@ def get(name: str) -> ModuleType:
 def run_study(cfg: DictConfig) -> pd.DataFrame:
     """Run the study `cfg` describes with its kind; returns its table (also printed)."""
     validate(cfg)
-    return get(kind_of(cfg)).run(cfg)
+    kind = get(kind_of(cfg))
+    check_tracking(tracking_uri(cfg.tracking.uri))
+    from sweeps.device import set_threads
+
+    set_threads(str(cfg.train.threads), cfg.search.workers if cfg.search else 1)
+    return kind.run(cfg)

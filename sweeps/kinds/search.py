@@ -11,7 +11,11 @@ configuration is retrained on train+validation and scored once on test.
 """
 
 import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,13 +30,10 @@ from sweeps.errors import ConfigError
 from sweeps.optuna_study import (
     best_params,
     check_resumable,
-    counts,
     default_study_name,
-    interrupt,
     objective_of,
     open_storage,
     open_study,
-    prepare_resume,
     round_name,
     storage_url,
     validate_search,
@@ -49,8 +50,11 @@ from sweeps.recording import (
 )
 from sweeps.search_outputs import SEARCH_TAG, search_outputs
 from sweeps.space import Space, describe, narrow, parse_space
+from sweeps.stores import lock
 from sweeps.tables import format_table
-from sweeps.trainer import Training, train_variants
+from sweeps.trainer import Training, check_memory, train_variants
+from sweeps.trial_pool import DIVERGED, RUNS, TrialPool
+from sweeps.workers import start_local, stop_local
 
 log = logging.getLogger(__name__)
 
@@ -85,45 +89,73 @@ class Search:
     best configuration is retrained and tested on (`full`)."""
 
     def __init__(
-        self, cfg: DictConfig, name: str, study: StudyRun, data: Dataset, full: Dataset
+        self,
+        cfg: DictConfig,
+        name: str,
+        study: StudyRun,
+        data: Dataset,
+        full: Dataset,
+        storage_at: str,
     ) -> None:
         self.cfg = cfg
         self.name = name
+        self.storage_at = storage_at
         self.study = study
         self.training = Training(data, cfg.train, cfg.seed)
         self.full = full
         self.pruning = cfg.search.pruner != "none"
 
-    def run_round(self, optuna_study: optuna.Study, space: Space, round_: int) -> int:
-        """Ask, train and tell until the round has `n_trials` finished trials; returns how
-        many this invocation trained."""
-        search = self.cfg.search
-        remaining = search.n_trials - prepare_resume(optuna_study)
+    def run_round(self, pool: TrialPool, round_: int) -> int:
+        """Take, train and tell batches until the round's study has `n_trials` trials with
+        results (other workers' included); returns how many this worker trained."""
+        study, n_trials = pool.study, self.cfg.search.n_trials
         trained = 0
-        while remaining > 0:
-            n = min(search.batch, remaining)
-            trials: list[optuna.Trial] = []
-            told: set[int] = set()
-            try:
-                trials.extend(optuna_study.ask(space) for _ in range(n))
-                self.train_batch(optuna_study, trials, round_, told)
-            except BaseException:
-                interrupt(optuna_study, [t for t in trials if t.number not in told])
-                raise
-            remaining -= n
-            trained += n
-            complete = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if complete:
-                best = max(complete, key=lambda t: t.value)
-                log.info(
-                    "%s: %d of %d trials done; best val/acc so far %.4f (trial %d)",
-                    optuna_study.study_name,
-                    search.n_trials - remaining,
-                    search.n_trials,
-                    best.value,
-                    best.number,
-                )
+        with pool.running():
+            while True:
+                trials = pool.take()
+                if not trials:
+                    if pool.done():
+                        break
+                    continue
+                told: set[int] = set()
+                try:
+                    self.train_batch(study, trials, round_, told)
+                except BaseException:
+                    pool.interrupt([t for t in trials if t.number not in told])
+                    raise
+                pool.release(trials)
+                trained += len(trials)
+                done = pool.tally()[0]
+                complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if complete:
+                    best = max(complete, key=lambda t: t.value)
+                    log.info(
+                        "%s: %d of %d trials done; best val/acc so far %.4f (trial %d)",
+                        study.study_name,
+                        done,
+                        n_trials,
+                        best.value,
+                        best.number,
+                    )
         return trained
+
+    def recorded(self, trial: optuna.trial.FrozenTrial) -> tuple[TrialState, float | None] | None:
+        """A dead worker's trial whose run it finished: its state and value, from the run."""
+        runs = trial.user_attrs.get(RUNS)
+        if not runs:
+            return None
+        run = self.study.recorder.run(runs[0])
+        if run.status != "FINISHED":
+            return None
+        state = TrialState[run.tags["optuna.state"]]
+        return state, run.metrics["val/acc"] if state == TrialState.COMPLETE else None
+
+    def abandoned(self, trial: optuna.trial.FrozenTrial) -> None:
+        """A trial failed without a result: close its MLflow runs KILLED if its worker died
+        with them open, and take over what its worker finished."""
+        runs = trial.user_attrs.get(RUNS)
+        if runs:
+            self.study.take_over(*runs)
 
     def train_batch(
         self, optuna_study: optuna.Study, trials: list[optuna.Trial], round_: int, told: set[int]
@@ -161,6 +193,8 @@ class Search:
             )
             for v, t in zip(group, trials, strict=True)
         ]
+        for trial, child in zip(trials, children, strict=True):
+            trial.set_user_attr(RUNS, [child, self.study.parent])
         pruned_at = np.zeros(len(group), dtype=int)
         reported: list[set[int]] = [set() for _ in group]
 
@@ -183,20 +217,23 @@ class Search:
         split = self.training.data.eval_split
         for k, (trial, child) in enumerate(zip(trials, children, strict=True)):
             epochs = int(pruned_at[k]) or None
+            value = None
             if result.diverged_at[k] >= 0:
                 state, status = TrialState.FAIL, {"status": "diverged"}
                 status["diverged_at"] = int(result.diverged_at[k])
-                optuna_study.tell(trial, state=state)
+                trial.set_user_attr(DIVERGED, True)
             elif epochs:
                 state, status = TrialState.PRUNED, {"status": "pruned", "pruned_at": epochs}
-                optuna_study.tell(trial, state=state)
             else:
                 state, status = TrialState.COMPLETE, {"status": "ok"}
-                optuna_study.tell(trial, float(result.eval_acc[k]))
-            told.add(trial.number)
+                value = float(result.eval_acc[k])
             points = result.points(k, split, epochs)
             tags = status | result.tags() | {"optuna.state": state.name}
+            # The run first: if this worker dies before telling Optuna, whoever takes the
+            # trial over reads its result back from the run (`recorded`).
             self.study.close_child(child, points, tags)
+            optuna_study.tell(trial, value, state=state)
+            told.add(trial.number)
 
     def test_once(
         self, optuna_study: optuna.Study, best: pd.Series, space: Space
@@ -205,11 +242,13 @@ class Search:
         read once per best trial. A later invocation with the same best trial (a finished
         study run again) reuses the scores recorded in the Optuna study."""
         key = f"round{best['round']}.trial{best['trial']}"
-        recorded = optuna_study.user_attrs.get(TESTED, {})
-        if recorded.get("best") == key:
-            return recorded["scores"], False
-        scores = self.retrain(best, space)
-        optuna_study.set_user_attr(TESTED, {"best": key, "scores": scores})
+        # Workers ending together: the first retrains, the others wait and reuse its scores.
+        with lock(self.storage_at, f"optuna:{optuna_study.study_name}:test"):
+            recorded = optuna_study.user_attrs.get(TESTED, {})
+            if recorded.get("best") == key:
+                return recorded["scores"], False
+            scores = self.retrain(best, space)
+            optuna_study.set_user_attr(TESTED, {"best": key, "scores": scores})
         return scores, True
 
     def retrain(self, best: pd.Series, space: Space) -> dict[str, float]:
@@ -264,6 +303,15 @@ class Search:
         return table, "\n".join(lines) + "\n"
 
 
+def join(storage: Any, url: str, name: str, cfg: DictConfig, space: Space) -> optuna.Study:
+    """Open the Optuna study `name`, refusing one that holds trials run with other settings;
+    under the store's lock, so concurrent workers agree on what the study is."""
+    with lock(url, f"optuna:{name}"):
+        study = open_study(storage, name, cfg.search, cfg.train.epochs)
+        check_resumable(study, objective_of(cfg, space))
+    return study
+
+
 def run(cfg: DictConfig) -> pd.DataFrame:
     """Search, report, retrain the best; returns the trials table (best first)."""
     search = cfg.search
@@ -281,39 +329,76 @@ def run(cfg: DictConfig) -> pd.DataFrame:
             "the search trains its trials from the base config; ignoring variants/grid %s",
             ignored,
         )
-    device = resolve_device(cfg.device)
-    full = load_data(cfg.dataset, device)
-    data = full.validation_split(cfg.dataset.val_fraction, cfg.dataset.split_seed)
-    check_shapes(build_variants(cfg, {"base": {}}), full)
-
     storage_at = storage_url(search.storage, tracking_uri(cfg.tracking.uri))
     storage = open_storage(storage_at)
     name = search.study_name or default_study_name(cfg)
-    optuna_study = first = open_study(storage, name, search, cfg.seed, cfg.train.epochs)
-    check_resumable(optuna_study, objective_of(cfg, space))
-    tags = provenance_tags(device) | dataset_tags(full) | dataset_tags(data) | {"seed": cfg.seed}
-    if ignored:
-        tags["search.ignored"] = ", ".join(ignored)
-    with study_run(cfg, tags) as study:
-        study.log(tags={SEARCH_TAG: name, "optuna.storage": storage_at})
-        runner = Search(cfg, name, study, data, full)
-        first_space, trained = space, 0
-        for round_ in range(1, search.rounds + 1):
-            if round_ > 1:
-                space = narrow(space, best_params(optuna_study, search.top))
-                optuna_study = open_study(
-                    storage, round_name(name, round_), search, cfg.seed, cfg.train.epochs
-                )
-                check_resumable(optuna_study, objective_of(cfg, space))
-            ranges = describe(space)
-            study.log(params={f"round{round_}.{k}": v for k, v in ranges.items()})
-            log.info("round %d/%d of %r: %s", round_, search.rounds, name, ranges)
-            trained += runner.run_round(optuna_study, space, round_)
-            finished = sum(counts(t) for t in optuna_study.get_trials(deepcopy=False))
-            log.info("round %d: %d trials finished (%d trained now)", round_, finished, trained)
-        table, summary = runner.finish(first, first_space)
+    optuna_study = first = join(storage, storage_at, name, cfg, space)
+    with more_workers(cfg, name, storage_at):
+        device = resolve_device(cfg.device)
+        full = load_data(cfg.dataset, device)
+        data = full.validation_split(cfg.dataset.val_fraction, cfg.dataset.split_seed)
+        base = build_variants(cfg, {"base": {}})
+        check_shapes(base, full)
+        check_memory(base, cfg.train, data)
+        tags = provenance_tags(device) | dataset_tags(full) | dataset_tags(data)
+        tags |= (
+            {"seed": cfg.seed, "search.ignored": ", ".join(ignored)}
+            if ignored
+            else {"seed": cfg.seed}
+        )
+        with study_run(cfg, tags, identity={SEARCH_TAG: name}) as study:
+            study.log(tags={"optuna.storage": storage_at})
+            runner = Search(cfg, name, study, data, full, storage_at)
+            first_space, trained = space, 0
+            for round_ in range(1, search.rounds + 1):
+                if round_ > 1:
+                    space = narrow(space, best_params(optuna_study, search.top))
+                    optuna_study = join(storage, storage_at, round_name(name, round_), cfg, space)
+                ranges = describe(space)
+                study.log(params={f"round{round_}.{k}": v for k, v in ranges.items()})
+                log.info("round %d/%d of %r: %s", round_, search.rounds, name, ranges)
+                pool = TrialPool(optuna_study, storage_at, search, space, cfg.seed, runner)
+                trained += runner.run_round(pool, round_)
+                done = pool.tally()[0]
+                log.info("round %d: %d trials finished (%d trained here)", round_, done, trained)
+            table, summary = runner.finish(first, first_space)
     print(summary, flush=True)
     return table
+
+
+@contextmanager
+def more_workers(cfg: DictConfig, name: str, storage_at: str) -> Iterator[None]:
+    """`search.workers=N`: N - 1 more processes on the study while this one works, each
+    with a parent run of its own; this one waits for them at the end (and passes Ctrl-C
+    on). Workers on other machines run the same command with a shared `search.storage`
+    and `tracking.uri`."""
+    workers = cfg.search.workers
+    if workers == 1:
+        yield
+        return
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["search"] |= {"workers": 1, "study_name": name, "storage": storage_at}
+    config["tracking"]["uri"] = tracking_uri(cfg.tracking.uri)
+    config["train"]["progress"] = False
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "worker.yaml"
+        path.write_text(OmegaConf.to_yaml(config))
+        procs = start_local(path, workers - 1, workers)
+        finished = False
+        try:
+            yield
+            finished = True
+        finally:
+            codes = stop_local(procs, interrupt=not finished)
+        failed = [code for code in codes if code]
+        if failed:
+            log.warning(
+                "%d of the %d workers started here exited with codes %s; the study took "
+                "their trials over",
+                len(failed),
+                len(procs),
+                failed,
+            )
 
 
 def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
