@@ -29,7 +29,7 @@ from sweeps.config import TrainConfig, check_budget
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
 from sweeps.networks import probe
-from sweeps.plan import Variant
+from sweeps.plan import Variant, group_by_architecture
 from sweeps.population import Population
 from sweeps.stacks import choose_strategy
 
@@ -187,6 +187,21 @@ def member_bytes(
     step = train.batch_size * (network.activations * 4 + inputs)
     evaluation = min(train.eval_batch_size, train_size) * network.activations
     return 4 * network.parameters * 6, 4 * max(step, evaluation)
+
+
+def check_memory(variants: Sequence[Variant], train: TrainConfig, data: Dataset) -> None:
+    """One member of each architecture must fit in the free memory, before any run opens:
+    otherwise the first step fails deep in torch's allocator, with runs half-written."""
+    free = available_bytes(data.train_x.device)
+    for group in group_by_architecture(list(variants)):
+        state, activations = member_bytes(group[0], train, len(data.train_y), data.sample_shape)
+        if state + activations > free:
+            raise ConfigError(
+                f"model={group[0].model.get('name', '?')} with train.batch_size="
+                f"{train.batch_size} needs about {(state + activations) / 2**30:.1f} GiB for one "
+                f"member; {free / 2**30:.1f} GiB are free on {data.train_x.device}: lower "
+                "train.batch_size or the model's size"
+            )
 
 
 def members_per_chunk(variants: Sequence[Variant], train: TrainConfig, data: Dataset) -> int:

@@ -27,7 +27,7 @@ from sweeps.networks import Probe, check_fits
 from sweeps.plan import Variant, build_variants
 from sweeps.recording import RecordedStudy, StudyRun, dataset_tags, provenance_tags, study_run
 from sweeps.tables import show
-from sweeps.trainer import Training, train_variants
+from sweeps.trainer import Training, check_memory, train_variants
 
 RECIPE_KEYS = ("optimizer", "train", "model")
 COLUMNS = [
@@ -88,6 +88,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     probes = {
         v.name: check_fits(v.model, data.sample_shape, classes, data.name) for _, v in planned
     }
+    for one, v in planned:
+        check_memory([v], one.train, data)
     tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}
     rows = []
     with study_run(cfg, tags) as study:
