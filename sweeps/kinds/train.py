@@ -15,13 +15,23 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps import checkpoints
+from sweeps.config import config_hash
 from sweeps.data import load_data
 from sweeps.device import resolve_device
 from sweeps.figures import accuracy_figure, grid_figure, loss_figure
 from sweeps.plan import Variant, check_shapes, expand_variants, group_by_architecture
-from sweeps.recording import RecordedStudy, StudyRun, dataset_tags, provenance_tags, study_run
+from sweeps.recording import (
+    CONFIG_TAG,
+    RecordedStudy,
+    RunRecord,
+    Store,
+    StudyRun,
+    dataset_tags,
+    provenance_tags,
+    study_run,
+)
 from sweeps.tables import show, summary_table
-from sweeps.trainer import Training, TrainResult, train_variants
+from sweeps.trainer import Training, TrainResult, check_memory, train_variants
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +45,26 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     """Train every variant, record each in a child run; returns the summary table."""
     variants = expand_variants(cfg)
     groups = group_by_architecture(variants)
+    epoch_based = cfg.train.epochs is not None
     device = resolve_device(cfg.device)
     data = load_data(cfg.dataset, device)
     check_shapes(variants, data)
+    check_memory(variants, cfg.train, data)
     training = Training(data, cfg.train, cfg.seed, keep_states=cfg.train.checkpoints)
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}
-    with study_run(cfg, tags) as study:
+    identity = {CONFIG_TAG: config_hash(cfg)} if cfg.resume else {}
+    with study_run(cfg, tags, identity) as study:
         histories: Histories = {"loss": {}, "train": {}, "test": {}}
         finals = {}
+        reused = study.resume() if cfg.resume else {}
+        for v in variants:
+            if v.name in reused:
+                recorded(study.recorder, reused[v.name], v.name, epoch_based, histories, finals)
+        if reused:
+            log.info("resumed: %d of %d variants reused", len(finals), len(variants))
+        groups = [[v for v in g if v.name not in finals] for g in groups]
+        groups = [g for g in groups if g]
         for i, group in enumerate(groups):
             names = ", ".join(v.name for v in group)
             desc = f"{cfg.study} [{i + 1}/{len(groups)}: {names}]"
@@ -53,12 +74,14 @@ def run(cfg: DictConfig) -> pd.DataFrame:
                 histories["train"][v.name] = result.epoch_train_acc[:, k]
                 histories["test"][v.name] = result.epoch_eval_acc[:, k]
                 finals[v.name] = {
-                    "train_acc": result.train_acc[k],
-                    "test_acc": result.eval_acc[k],
+                    "train_acc": float(result.train_acc[k]),  # as a reused or redrawn
+                    "test_acc": float(result.eval_acc[k]),  # variant's, read from MLflow
                     "seconds": result.seconds,
                     "diverged": bool(result.diverged_at[k] >= 0),
                 }
-        table, figures = outputs(cfg, variants, histories, finals)
+        order = [v.name for v in variants]  # reused variants came first
+        histories = {key: {n: h[n] for n in order if n in h} for key, h in histories.items()}
+        table, figures = outputs(cfg, variants, histories, {n: finals[n] for n in order})
         study.log_outputs(figures, {"summary.csv": table})
         study.finish()
     show(f"{cfg.study} ({len(table)} variants)", table)
@@ -99,20 +122,31 @@ def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
     variants = expand_variants(cfg)
     epoch_based = cfg.train.epochs is not None
     histories: Histories = {"loss": {}, "train": {}, "test": {}}
-    finals = {}
+    finals: dict[str, dict[str, Any]] = {}
     for v in variants:
-        histories["loss"][v.name] = study.history(v.name, "train/loss")
-        if epoch_based:
-            histories["train"][v.name] = study.history(v.name, "train/acc")
-            histories["test"][v.name] = study.history(v.name, "test/acc")
-        child = study.children[v.name]
-        finals[v.name] = {
-            "train_acc": child.metrics["train/acc"],
-            "test_acc": child.metrics["test/acc"],
-            "seconds": child.metrics["train/seconds"],
-            "diverged": child.tags.get("status") == "diverged",
-        }
+        recorded(study.store, study.children[v.name], v.name, epoch_based, histories, finals)
     return outputs(cfg, variants, histories, finals)
+
+
+def recorded(
+    store: Store,
+    child: RunRecord,
+    name: str,
+    epoch_based: bool,
+    histories: Histories,
+    finals: dict[str, dict[str, Any]],
+) -> None:
+    """Fill in a variant's histories and final values from its recorded run."""
+    histories["loss"][name] = store.history(child.run_id, "train/loss")
+    if epoch_based:
+        histories["train"][name] = store.history(child.run_id, "train/acc")
+        histories["test"][name] = store.history(child.run_id, "test/acc")
+    finals[name] = {
+        "train_acc": child.metrics["train/acc"],
+        "test_acc": child.metrics["test/acc"],
+        "seconds": child.metrics["train/seconds"],
+        "diverged": child.tags.get("status") == "diverged",
+    }
 
 
 def outputs(
