@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from sweeps.config import register
 from sweeps.data import Dataset
+from tests.servers import mlflow_server, postgres, postgres_url  # noqa: F401
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
