@@ -256,12 +256,19 @@ def validate(cfg: DictConfig) -> None:
     per-variant values by `sweeps.plan`."""
     check_choice("device", cfg.device, DEVICES)
     check_choice("dataset.name", cfg.dataset.name, DATASETS)
-    if not 0 <= cfg.seed < SEED_LIMIT:
-        raise ConfigError(f"seed={cfg.seed} must be in [0, 2^32)")
+    for key in ("seed", "dataset.split_seed"):
+        value = OmegaConf.select(cfg, key)
+        if not 0 <= value < SEED_LIMIT:
+            raise ConfigError(f"{key}={value} must be in [0, 2^32)")
+    if not cfg.tracking.experiment:
+        raise ConfigError("tracking.experiment must be a non-empty name")
     if cfg.dataset.train_size is not None:
         check_positive("dataset.train_size", cfg.dataset.train_size)
     if cfg.kind in ("train", "architectures"):
         check_budget(cfg.train)
+    check_positive("paths.steps", cfg.paths.steps)
+    for key in ("samples", "width", "layers", "bins"):
+        check_positive(f"probe.{key}", cfg.probe[key])
     if cfg.train.threads != "auto" and not (
         str(cfg.train.threads).isdigit() and int(cfg.train.threads) > 0
     ):

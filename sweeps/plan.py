@@ -9,6 +9,7 @@ architecture form one population; what may differ inside a population is per-mem
 """
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,8 +133,13 @@ def validate_variant(v: Variant, prefix: str) -> None:
     dropout = v.model.get("dropout", 0.0)
     if not isinstance(dropout, int | float) or not 0 <= dropout < 1:
         raise ConfigError(f"{prefix}model.dropout={dropout!r} must be in [0, 1)")
-    if v.optimizer.weight_decay < 0:
-        raise ConfigError(f"{prefix}optimizer.weight_decay must be >= 0")
+    opt = v.optimizer
+    if not 0 <= opt.weight_decay < math.inf:
+        raise ConfigError(f"{prefix}optimizer.weight_decay={opt.weight_decay} must be >= 0")
+    check_positive(f"{prefix}optimizer.eps", opt.eps)
+    for key in ("momentum", "decay_rate", "beta1", "beta2"):
+        if not 0 <= getattr(opt, key) < 1:
+            raise ConfigError(f"{prefix}optimizer.{key}={getattr(opt, key)} must be in [0, 1)")
 
 
 def group_by_architecture(variants: list[Variant]) -> list[list[Variant]]:
