@@ -267,4 +267,8 @@ def test_twenty_kills_at_random_points_lose_and_repeat_nothing(
     final = start(command, tmp_path)
     _, err = final.communicate(timeout=600)
     assert final.returncode == 0, err[-3000:]
-    check_totals(tmp_path, 12)
+    done = check_totals(tmp_path, 12)
+    # The kills did cut work short: retried trials, and runs closed KILLED by later runs.
+    assert any(RETRY_OF in t.user_attrs for t in done)
+    runs = experiment_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "hparam_search")
+    assert any(r.info.status == "KILLED" for r in runs)
