@@ -45,6 +45,10 @@ UNWRITABLE = "/proc/sweeps-nowhere"  # no process, root included, can create fil
         ((*STUDY, "tracking.experiment=''"), "tracking.experiment must be a non-empty name"),
         (("+experiment=optimizer_paths", "paths.steps=0"), "paths.steps=0 must be a positive"),
         (("+experiment=activations", "probe.samples=0"), "probe.samples=0 must be a positive"),
+        (
+            ("+experiment=batchnorm", "report.panels=foo"),
+            "report.panels='foo' is not a variant key; valid: model._target_, model.activation",
+        ),
         ((*SEARCH, "seed=-1"), "seed=-1 must be in [0, 2^32)"),
         ((*SEARCH, "train.batch_size=-5"), "train.batch_size=-5 must be a positive number"),
         ((*SEARCH, "search.workers=0"), "search.workers=0 must be a positive number"),

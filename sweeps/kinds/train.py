@@ -18,6 +18,7 @@ from sweeps import checkpoints
 from sweeps.config import config_hash
 from sweeps.data import load_data
 from sweeps.device import resolve_device
+from sweeps.errors import ConfigError
 from sweeps.figures import accuracy_figure, grid_figure, loss_figure
 from sweeps.plan import Variant, check_shapes, expand_variants, group_by_architecture
 from sweeps.recording import (
@@ -44,6 +45,7 @@ Histories = dict[str, dict[str, np.ndarray]]
 def run(cfg: DictConfig) -> pd.DataFrame:
     """Train every variant, record each in a child run; returns the summary table."""
     variants = expand_variants(cfg)
+    check_report(cfg, variants)
     groups = group_by_architecture(variants)
     epoch_based = cfg.train.epochs is not None
     device = resolve_device(cfg.device)
@@ -86,6 +88,18 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         study.finish()
     show(f"{cfg.study} ({len(table)} variants)", table)
     return table
+
+
+def check_report(cfg: DictConfig, variants: list[Variant]) -> None:
+    """`report.panels` and `report.lines` name variant keys; a typo would fail only when the
+    figure is drawn, after all the training."""
+    keys = sorted(variants[0].params())
+    for name in ("panels", "lines"):
+        key = cfg.report[name]
+        if key is not None and key not in keys:
+            raise ConfigError(
+                f"report.{name}={key!r} is not a variant key; valid: {', '.join(keys)}"
+            )
 
 
 def train_group(
