@@ -28,6 +28,8 @@ test-all: $(STAMP)
 # One worker and no job runner: answers in about 5 s holding 0.5 GB instead of 10-14 s and
 # growing to 3.4 GB (docs/DESIGN.md, "The lean MLflow UI start"; benchmarks/ui_start.py).
 ui: $(STAMP)
+	@echo "Each study prints the URL of its runs table; an experiment's runs are at"
+	@echo "http://127.0.0.1:5000/#/experiments/ID/runs?workflowType=machine_learning"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --workers 1 \
 		--backend-store-uri sqlite:///mlflow.db
 

@@ -12,6 +12,27 @@ from sweeps.plan import grid_label
 from sweeps.tables import smooth_curve
 
 MARKERS = ("o", "x", "s", "^", "D", "v", "*", "P")
+# matplotlib's default colour cycle (tab10), named here so a variant's MLflow run colour
+# (`mlflow.runColor`) can be the colour of its line in the study's figure.
+COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+
+
+def colour(i: int) -> str:
+    """The colour of the i-th variant's line."""
+    return COLOURS[i % len(COLOURS)]
+
+
 LINESTYLES = ("-", "--", ":", "-.")
 
 
@@ -39,6 +60,7 @@ def loss_figure(
             marker=MARKERS[i % len(MARKERS)],
             markevery=every,
             markersize=4,
+            color=colour(i),
             label=name,
         )
     ax.set_xlabel("iterations")

@@ -55,6 +55,9 @@ PARENT_TAG = "mlflow.parentRunId"
 PARENT_ENV = "SWEEPS_PARENT_RUN_ID"
 ROLE_TAG = "sweeps.role"
 WORKER_TAG = "sweeps.worker"  # the process that opened the run (`sweeps.workers.worker_id`)
+RUN_COLOUR = "mlflow.runColor"  # a run's colour in the UI's charts
+NOTE_TAG = "mlflow.note.content"  # markdown the UI shows as a run's description
+NOTE_ROWS = 30
 CONFIG_TAG = "sweeps.config_hash"  # what a study computes (`config.config_hash`)
 ADOPTED_TAG = "sweeps.adopted_from"  # the killed run a finished child was first nested under
 PARAM_VALUE_LIMIT = 6000
@@ -462,6 +465,26 @@ class StudyRun:
             plt.close(figure)
         for name, table in tables.items():
             self.recorder.log_text(self.parent, table.to_csv(index=False), name)
+        if tables:
+            self.describe(next(iter(tables.values())), list(figures))
+
+    def describe(self, table: "pd.DataFrame", figures: list[str]) -> None:
+        """The parent's description in the UI: the command, the table, where the figures are."""
+        from sweeps.tables import format_table
+
+        shown = table.drop(columns="run_id", errors="ignore")
+        lines = [
+            f"`{self.tags.get('sweeps.command', 'python -m sweeps.run')}`",
+            "",
+            "```",
+            format_table(shown.head(NOTE_ROWS)),
+            "```",
+        ]
+        if len(shown) > NOTE_ROWS:
+            lines.append(f"({len(shown) - NOTE_ROWS} more rows in the CSV artifact)")
+        if figures:
+            lines += ["", "Figures (Artifacts): " + ", ".join(f"`{name}`" for name in figures)]
+        self.recorder.set_tags(self.parent, {NOTE_TAG: "\n".join(lines)})
 
     def finish(self) -> None:
         """Close the parent run FINISHED."""
@@ -525,6 +548,19 @@ def study_run(
         study.close_dead()
         yield study
     log.info("recorded in %s, experiment %r, run %s", recorder.uri, cfg.tracking.experiment, parent)
+    log.info("runs table: %s", runs_table_url(recorder.uri, recorder.experiment_id))
+
+
+UI_URL = "http://127.0.0.1:5000"  # where `make ui` serves a local store
+
+
+def runs_table_url(uri: str, experiment_id: str) -> str:
+    """The UI's runs table of an experiment, in the machine-learning view (MLflow 3 opens an
+    experiment on its GenAI overview, which shows no runs): on the tracking server itself, or
+    on `make ui` for a local store."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_URL
+    url = f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return url if base != UI_URL or uri.startswith("http") else f"{url} (after `make ui`)"
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@ import gzip
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import command, runs_by_name
 from mlflow import MlflowClient
 
 from sweeps.errors import ConfigError
+from sweeps.figures import colour, loss_figure
 from sweeps.kinds import run_study
 
 VARIANTS = ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
@@ -47,6 +49,15 @@ def test_optimizer_study_end_to_end(tmp_path: Path, data_cache: Path, tracking_u
         assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 25
         assert 0.0 <= run.data.metrics["test/acc"] <= 1.0
         assert 0.0 <= run.data.metrics["train/acc"] <= 1.0
+
+    # The UI: each child drawn in its line's colour in the study's figure, all different; the
+    # parent described by its command and table; the runs table's URL on the console.
+    colours = [runs[name].data.tags["mlflow.runColor"] for name in VARIANTS]
+    assert colours == [colour(i) for i in range(len(VARIANTS))] and len(set(colours)) == 5
+    note = parent.data.tags["mlflow.note.content"]
+    assert "+experiment=optimizers" in note and all(name in note for name in VARIANTS)
+    exp_id = parent.info.experiment_id
+    assert f"/#/experiments/{exp_id}/runs?workflowType=machine_learning" in proc.stderr
 
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"optimizers.png", "summary.csv", "config.yaml"} <= artifacts
@@ -222,3 +233,10 @@ def test_bad_budgets_and_values_fail_before_any_run(
     with pytest.raises(ConfigError, match=message):
         run_study(make_cfg("+experiment=optimizers", override))
     assert MlflowClient(tracking_uri).get_experiment_by_name("optimizers") is None
+
+
+def test_the_loss_figure_draws_each_variant_in_its_run_colour() -> None:
+    losses = pd.DataFrame({name: np.linspace(2, 0.1, 30) + i for i, name in enumerate(VARIANTS)})
+    figure = loss_figure(losses, "t", smooth=False)
+    drawn = [line.get_color() for line in figure.axes[0].get_lines()]
+    assert drawn == [colour(i) for i in range(len(VARIANTS))]

@@ -19,10 +19,11 @@ from sweeps.config import config_hash
 from sweeps.data import load_data
 from sweeps.device import resolve_device
 from sweeps.errors import ConfigError
-from sweeps.figures import accuracy_figure, grid_figure, loss_figure
+from sweeps.figures import accuracy_figure, colour, grid_figure, loss_figure
 from sweeps.plan import Variant, check_shapes, expand_variants, group_by_architecture
 from sweeps.recording import (
     CONFIG_TAG,
+    RUN_COLOUR,
     RecordedStudy,
     RunRecord,
     Store,
@@ -65,12 +66,13 @@ def run(cfg: DictConfig) -> pd.DataFrame:
                 recorded(study.recorder, reused[v.name], v.name, epoch_based, histories, finals)
         if reused:
             log.info("resumed: %d of %d variants reused", len(finals), len(variants))
+        colours = {v.name: colour(i) for i, v in enumerate(variants)}
         groups = [[v for v in g if v.name not in finals] for g in groups]
         groups = [g for g in groups if g]
         for i, group in enumerate(groups):
             names = ", ".join(v.name for v in group)
             desc = f"{cfg.study} [{i + 1}/{len(groups)}: {names}]"
-            result = train_group(study, group, training, desc, dataset)
+            result = train_group(study, group, training, desc, dataset, colours)
             for k, v in enumerate(group):
                 histories["loss"][v.name] = result.losses[:, k]
                 histories["train"][v.name] = result.epoch_train_acc[:, k]
@@ -108,10 +110,15 @@ def train_group(
     training: Training,
     desc: str,
     dataset: Mapping[str, Any],
+    colours: Mapping[str, str],
 ) -> TrainResult:
     """Train variants of one architecture and record each in its own child run, with its
-    checkpoint when `training.keep_states` (`dataset`: the config it names)."""
-    children = [study.child(v.name, v.params(), {"sweeps.variant": v.name}) for v in group]
+    checkpoint when `training.keep_states` (`dataset`: the config it names) and its line's
+    colour in the study's figures as its colour in MLflow's charts."""
+    children = [
+        study.child(v.name, v.params(), {"sweeps.variant": v.name, RUN_COLOUR: colours[v.name]})
+        for v in group
+    ]
     result = train_variants(group, training, desc)
     for k, (v, child) in enumerate(zip(group, children, strict=True)):
         diverged = int(result.diverged_at[k])
