@@ -92,6 +92,23 @@ def answers(url: str) -> bool:
         return False
 
 
+def launch(
+    command: list[str], cwd: str | Path, env: dict[str, str], log_path: Path
+) -> subprocess.Popen:
+    """Start a server with its output in `log_path`, in a process group of its own, so that
+    `stop` kills it whole (`mlflow` runs its uvicorn worker as a child) and a Ctrl-C at the
+    terminal spares it."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def stop(proc: subprocess.Popen) -> None:
     """SIGTERM the whole process group, SIGKILL whatever is left after 10 s."""
     for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
@@ -121,16 +138,8 @@ def start_once(mode: str, timeout: float, settle: float) -> dict[str, Any]:
         port = free_port()
         command = [str(MLFLOW), "ui", "--backend-store-uri", uri, "--port", str(port), *extra]
         log_path = Path(tmp) / "server.log"
-        with open(log_path, "w") as log:
-            start = time.perf_counter()
-            proc = subprocess.Popen(
-                command,
-                cwd=tmp,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group, to kill it whole; Ctrl-C spares it
-            )
+        start = time.perf_counter()
+        proc = launch(command, tmp, env, log_path)
         try:
             answered, at_answer, peak, level, rose, processes = None, 0, 0, 0, 0.0, 0
             while True:

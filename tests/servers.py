@@ -34,7 +34,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from benchmarks.ui_start import free_port, stop
+from benchmarks.ui_start import free_port, launch, stop
 
 DEBIAN_PG = Path("/usr/lib/postgresql")
 PG_USER = "postgres"  # the system user Debian's package creates, and the database superuser
@@ -194,15 +194,7 @@ def mlflow_server(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     log_path = tmp / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            command,
-            cwd=tmp,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: uvicorn runs as a child of the CLI
-        )
+    proc = launch(command, tmp, env, log_path)
     try:
         uri = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + MLFLOW_TIMEOUT
