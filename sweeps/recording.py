@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,9 +93,11 @@ def check_tracking(uri: str) -> None:
     open_tracking(uri)
 
 
+@cache
 def open_tracking(uri: str) -> None:
     """Create the store's tables if it has none, safely among workers (`sweeps.stores`),
-    and explain a store a killed migration left behind."""
+    and explain a store a killed migration left behind. Once per store and process: the
+    start-up check and every `Recorder` ask for it."""
     if sqlite_path(uri) is not None:
         create_sqlite(uri, _create_mlflow_store, "tracking.uri")
     elif not is_server(uri):

@@ -341,11 +341,9 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         check_shapes(base, full)
         check_memory(base, cfg.train, data)
         tags = provenance_tags(device) | dataset_tags(full) | dataset_tags(data)
-        tags |= (
-            {"seed": cfg.seed, "search.ignored": ", ".join(ignored)}
-            if ignored
-            else {"seed": cfg.seed}
-        )
+        tags["seed"] = cfg.seed
+        if ignored:
+            tags["search.ignored"] = ", ".join(ignored)
         with study_run(cfg, tags, identity={SEARCH_TAG: name}) as study:
             study.log(tags={"optuna.storage": storage_at})
             runner = Search(cfg, name, study, data, full, storage_at)
