@@ -53,9 +53,10 @@ def loss_figure(
     fig, ax = pyplot().subplots(figsize=(7, 5))
     every = max(len(losses) // 20, 1)
     for i, name in enumerate(losses.columns):
-        y = smooth_curve(losses[name].to_numpy()) if smooth else losses[name].to_numpy()
+        series = losses[name].dropna()  # a diverged variant's line ends where it diverged
+        y = smooth_curve(series.to_numpy()) if smooth else series.to_numpy()
         ax.plot(
-            losses.index,
+            series.index,
             y,
             marker=MARKERS[i % len(MARKERS)],
             markevery=every,

@@ -30,6 +30,9 @@ from sweeps.recording import (
 )
 
 log = logging.getLogger(__name__)
+# The multirun's run holds the sweep's choices (`sweep.optimizer` = "sgd,adam") under their
+# own keys: in the jobs' `optimizer.name` column they would read as one more value.
+SWEEP_PREFIX = "sweep."
 
 
 def swept(config: DictConfig) -> dict[str, str]:
@@ -74,7 +77,8 @@ class MultirunParent(Callback):
             "sweeps.sweep_dir": os.path.abspath(config.hydra.sweep.dir),
         }
         name = " ".join(["multirun", *(f"{key}={value}" for key, value in sweep.items())])
-        self.run_id = self.recorder.start(name, sweep, tags)
+        params = {f"{SWEEP_PREFIX}{key}": value for key, value in sweep.items()}
+        self.run_id = self.recorder.start(name, params, tags)
         os.environ[PARENT_ENV] = self.run_id
         atexit.register(self.close_at_exit)
         log.info(

@@ -11,7 +11,7 @@ architecture form one population; what may differ inside a population is per-mem
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +22,7 @@ from sweeps import networks
 from sweeps.config import OptimizerConfig, check_choice, check_positive, flatten
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
+from sweeps.numbers import short
 from sweeps.optimizers import RULES
 
 
@@ -45,35 +46,61 @@ class Variant:
         return networks.architecture(self.model)
 
     def params(self) -> dict[str, Any]:
-        """What distinguishes this variant, as MLflow params: model, the rule's own
-        hyperparameters (not the unused fields of other rules), seed."""
+        """What distinguishes this variant, as MLflow params: model, every optimizer
+        hyperparameter (`-` for those its rule does not read, so that every child of a study
+        has the same keys and a column or group-by never mixes runs that lack one), seed."""
         opt = self.optimizer
         used = ("name", *RULES[opt.name].hyperparameters, "weight_decay")
         params = flatten(self.model, "model.")
-        params.update({f"optimizer.{k}": getattr(opt, k) for k in used})
+        params.update(
+            {f"optimizer.{k}": getattr(opt, k) if k in used else UNUSED for k in OPTIMIZER_KEYS}
+        )
         params["seed"] = self.seed
         return params
 
 
+UNUSED = "-"  # a param a variant does not have, where others of its study do
+OPTIMIZER_KEYS = tuple(f.name for f in fields(OptimizerConfig))
+# Short names of grid keys whose values are booleans: `BN 1.85e-4` and `noBN 1.85e-4`.
+FLAG_NAMES = {"model.batchnorm": "BN"}
+
+
+def run_params(variants: Sequence[Variant]) -> dict[str, dict[str, Any]]:
+    """Each variant's params (by name) under the same keys: architectures differ in their
+    model keys, which the others get as `-`."""
+    own = {v.name: v.params() for v in variants}
+    keys = list(dict.fromkeys(k for params in own.values() for k in params))
+    return {name: {k: params.get(k, UNUSED) for k in keys} for name, params in own.items()}
+
+
 def grid_label(key: str, value: Any) -> str:
-    """`init_scale=0.0464` for (`model.init_scale`, 0.04641...): run names, figure titles."""
-    shown = f"{value:.3g}" if isinstance(value, float) else str(value)
-    return f"{key.rsplit('.', 1)[-1]}={shown}"
+    """`init_scale=0.0464` for (`model.init_scale`, 0.04641...): figure titles and legends."""
+    return f"{key.rsplit('.', 1)[-1]}={short(value)}"
+
+
+def point_name(key: str, value: Any) -> str:
+    """A grid value as it reads in a run name: `1.85e-4`, `relu`, `BN` or `noBN`."""
+    if isinstance(value, bool):
+        flag = FLAG_NAMES.get(key, key.rsplit(".", 1)[-1])
+        return flag if value else f"no{flag}"
+    return short(value)
 
 
 def grid_specs(variants: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
     """Each variant (or the base config) crossed with every combination of the grid's values.
 
-    A grid point is named `key=value,...` after the last part of each dotted key, e.g.
-    `batchnorm=True,init_scale=0.01`, behind the variant's own name when there are variants.
+    A grid point's run is named by its values alone, e.g. `BN 0.01`, behind the variant's own
+    name when there are variants (`std=1 relu`): the keys are the same in every run of the
+    study (they are its params), and names that all start `batchnorm=...` would be cut off
+    in the UI before the part that differs.
     """
     specs: dict[str, Any] = {}
     for key, spec in (dict(variants) or {"": {}}).items():
         label = (spec or {}).get("name") or key
         for values in itertools.product(*grid.values()):
             pairs = list(zip(grid, values, strict=True))
-            point = ",".join(grid_label(k, v) for k, v in pairs)
-            name = f"{label}:{point}" if label else point
+            point = " ".join(point_name(k, v) for k, v in pairs)
+            name = f"{label} {point}" if label else point
             dotlist = OmegaConf.from_dotlist([f"{k}={v}" for k, v in pairs])
             specs[f"{key}:{point}" if key else point] = OmegaConf.merge(
                 spec or {}, dotlist, {"name": name}

@@ -182,8 +182,9 @@ class Population:
         self.alive &= ~members.to(self.alive.device)
 
     @torch.no_grad()
-    def accuracy(self, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
-        """(K,) fraction of correct argmax predictions in evaluation mode, in chunks."""
+    def correct(self, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
+        """(K,) counts of correct argmax predictions in evaluation mode, in chunks: counts
+        rather than fractions, so the host divides exactly (`sweeps.numbers.fraction`)."""
         self.model.eval()
         correct = torch.zeros(self.size, device=x.device)
         try:
@@ -193,4 +194,4 @@ class Population:
                 correct += (logits.argmax(dim=2) == y[start : start + batch_size]).sum(dim=1)
         finally:
             self.model.train()
-        return correct / max(len(y), 1)
+        return correct

@@ -1,10 +1,13 @@
 """MLflow, and only here: the runs of a study invocation, what they hold, reading them back.
 
 Every other module records through this one, so the tracking conventions live in one place:
-- a parent run per invocation (`sweeps.role=study`) with the resolved config as params and as
-  `config.yaml`, provenance and dataset tags, nested under a Hydra multirun's run when there is
+- a parent run per invocation (`sweeps.role=study`) with the resolved config as `config.yaml`
+  and as params under `config.` (apart from the children's keys: grouped by `model.batchnorm`,
+  a parent would count as one more run), its summary table's numbers as `COLUMN/VARIANT`
+  metrics, provenance and dataset tags, nested under a Hydra multirun's run when there is
   one in the same experiment;
 - a child run per variant or trial, with its own params and tags;
+- params shown to meaningful digits (`sweeps.numbers`);
 - metric series as (key, value, step) points, a whole series in one `log_batch` call: one call
   per point costs tens of seconds per study against SQLite (docs/DESIGN.md, "Batched logging");
 - a guard that closes every run still open as FAILED (KILLED on Ctrl-C), so an error never
@@ -17,6 +20,7 @@ every invocation, `--help` included.
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeps.config import Config, flatten, register
 from sweeps.errors import UserError
+from sweeps.numbers import param
 from sweeps.stores import (
     check_server,
     check_writable,
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
     import torch
 
     from sweeps.data import Dataset
+    from sweeps.html_report import ReportPage
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ WORKER_TAG = "sweeps.worker"  # the process that opened the run (`sweeps.workers
 RUN_COLOUR = "mlflow.runColor"  # a run's colour in the UI's charts
 NOTE_TAG = "mlflow.note.content"  # markdown the UI shows as a run's description
 NOTE_ROWS = 30
+CONFIG_PREFIX = "config."  # the parent's params: the resolved config
 CONFIG_TAG = "sweeps.config_hash"  # what a study computes (`config.config_hash`)
 ADOPTED_TAG = "sweeps.adopted_from"  # the killed run a finished child was first nested under
 PARAM_VALUE_LIMIT = 6000
@@ -297,7 +304,7 @@ class Recorder(Store):
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in params.items()]
+        items = [Param(k, str(param(v))[:PARAM_VALUE_LIMIT]) for k, v in params.items()]
         self.client.log_batch(run_id, params=items)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
@@ -411,11 +418,15 @@ class StudyRun:
         parent: str,
         tags: Mapping[str, Any],
         identity: Mapping[str, Any] | None = None,
+        config_yaml: str = "",
+        claim: str = "",
     ) -> None:
         self.recorder = recorder
         self.parent = parent
         self.tags = dict(tags)
         self.identity = dict(identity or {})
+        self.config_yaml = config_yaml  # the resolved config, as logged in `config.yaml`
+        self.claim = claim  # what the study reproduces, for its descriptions
 
     @property
     def experiment_id(self) -> str:
@@ -460,34 +471,52 @@ class StudyRun:
 
     def log_outputs(self, figures: Mapping[str, Any], tables: Mapping[str, "pd.DataFrame"]) -> None:
         """The study's figures (file name -> matplotlib figure, closed once logged) and tables
-        (file name -> CSV) as artifacts of the parent run."""
+        (file name -> CSV) as artifacts of the parent run; from the first table, the parent's
+        summary metrics, its description and `report.html`."""
         import matplotlib.pyplot as plt
 
+        from sweeps.html_report import png, render
+
+        images = {}
         for name, figure in figures.items():
-            self.recorder.log_figure(self.parent, figure, name)
+            images[name] = png(figure)
             plt.close(figure)
+            self.recorder.log_bytes(self.parent, images[name], name)
         for name, table in tables.items():
             self.recorder.log_text(self.parent, table.to_csv(index=False), name)
-        if tables:
-            self.describe(next(iter(tables.values())), list(figures))
+        if not tables:
+            return
+        table = next(iter(tables.values()))
+        self.recorder.log_metrics(self.parent, [(k, v, 0) for k, v in summary_metrics(table)])
+        self.describe(table, list(figures))
+        parent = self.recorder.run(self.parent)
+        children = self.recorder.runs(self.experiment_id, {PARENT_TAG: self.parent}, False)
+        page = report_page(
+            self.recorder.uri,
+            self.experiment_id,
+            parent,
+            children,
+            table,
+            images,
+            self.config_yaml,
+            self.claim,
+        )
+        self.recorder.log_text(self.parent, render(page), REPORT)
 
     def describe(self, table: "pd.DataFrame", figures: list[str]) -> None:
-        """The parent's description in the UI: the command, the table, where the figures are."""
-        from sweeps.tables import format_table
-
-        shown = table.drop(columns="run_id", errors="ignore")
-        lines = [
-            f"`{self.tags.get('sweeps.command', 'python -m sweeps.run')}`",
-            "",
-            "```",
-            format_table(shown.head(NOTE_ROWS)),
-            "```",
-        ]
-        if len(shown) > NOTE_ROWS:
-            lines.append(f"({len(shown) - NOTE_ROWS} more rows in the CSV artifact)")
-        if figures:
-            lines += ["", "Figures (Artifacts): " + ", ".join(f"`{name}`" for name in figures)]
-        self.recorder.set_tags(self.parent, {NOTE_TAG: "\n".join(lines)})
+        """The parent's and the experiment's descriptions in the UI (markdown): what the study
+        reproduces, the command that made it, its table, where the figures are."""
+        text = description(
+            self.claim,
+            self.tags.get("sweeps.command", "python -m sweeps.run"),
+            table,
+            figures,
+        )
+        self.recorder.set_tags(self.parent, {NOTE_TAG: text})
+        latest = (
+            f"Latest run: [{self.parent}](#/experiments/{self.experiment_id}/runs/{self.parent})"
+        )
+        self.recorder.client.set_experiment_tag(self.experiment_id, NOTE_TAG, f"{text}\n\n{latest}")
 
     def finish(self) -> None:
         """Close the parent run FINISHED."""
@@ -528,6 +557,86 @@ class StudyRun:
         self.take_over(*(r.run_id for r in dead if r.tags.get(ROLE_TAG) == "study"))
 
 
+SUMMARY_LABELS = ("variant", "architecture")  # the table column naming each row's run
+REPORT = "report.html"
+# Tags that say where and with what a study computed: the report's "Environment".
+ENVIRONMENT = ("device", "torch.", "cuda.", "dataset.", "seed", "mlflow.source.git", "system.")
+
+
+def claim_of(cfg: DictConfig) -> str:
+    """What the study reproduces, in one line of its experiment config (`description`)."""
+    return str(OmegaConf.select(cfg, "description", default="") or "")
+
+
+def metric_key(text: str) -> str:
+    """`text` with the characters MLflow refuses in a metric key (`=`, `,`...) as `_`."""
+    return re.sub(r"[^/\w.\- ]", "_", text)
+
+
+def summary_metrics(table: "pd.DataFrame") -> list[tuple[str, float]]:
+    """A study table's numbers as `COLUMN/ROW` metrics (`test_acc/adam`), so studies run on
+    different days line up in the UI; none for tables without a run-naming column."""
+    label = next((c for c in SUMMARY_LABELS if c in table.columns), None)
+    if label is None:
+        return []
+    numeric = [
+        c for c in table.select_dtypes("number").columns if table[c].dtype != bool and c != label
+    ]
+    return [
+        (metric_key(f"{column}/{row[label]}"), float(row[column]))
+        for _, row in table.iterrows()
+        for column in numeric
+        if np.isfinite(row[column])
+    ]
+
+
+def description(claim: str, command: str, table: "pd.DataFrame", figures: list[str]) -> str:
+    """A study's markdown description: the claim, the command, the table, the figures."""
+    from sweeps.tables import format_table
+
+    shown = table.drop(columns="run_id", errors="ignore")
+    lines = [claim, ""] if claim else []
+    lines += [f"`{command}`", "", "```", format_table(shown.head(NOTE_ROWS)), "```"]
+    if len(shown) > NOTE_ROWS:
+        lines.append(f"({len(shown) - NOTE_ROWS} more rows in the CSV artifact)")
+    if figures:
+        names = ", ".join(f"`{name}`" for name in [REPORT, *figures])
+        lines += ["", f"Artifacts: {names}"]
+    return "\n".join(lines)
+
+
+def report_page(
+    uri: str,
+    experiment_id: str,
+    parent: RunRecord,
+    children: list[RunRecord],
+    table: "pd.DataFrame",
+    figures: Mapping[str, bytes],
+    config_yaml: str,
+    claim: str,
+) -> "ReportPage":
+    """What `report.html` shows, from the parent's and children's records and the study's
+    config: the same for the live study and its rebuild from the store."""
+    from sweeps.html_report import ReportPage, RunLink
+
+    order = {name: i for i, name in enumerate(table.get("variant", []))}
+    children = sorted(children, key=lambda r: (order.get(r.name, len(order)), r.name))
+    return ReportPage(
+        title=parent.name,
+        claim=claim,
+        command=parent.tags.get("sweeps.command", "python -m sweeps.run"),
+        table=table,
+        figures=figures,
+        config_yaml=config_yaml,
+        environment={k: v for k, v in parent.tags.items() if k.startswith(ENVIRONMENT)},
+        runs_url=ui_url(uri, f"experiments/{experiment_id}/runs?workflowType=machine_learning"),
+        runs=[
+            RunLink(c.name, c.status, c.tags.get(RUN_COLOUR), run_url(uri, experiment_id, c.run_id))
+            for c in children
+        ],
+    )
+
+
 @contextmanager
 def study_run(
     cfg: DictConfig, tags: Mapping[str, Any], identity: Mapping[str, Any] | None = None
@@ -542,12 +651,13 @@ def study_run(
         resolved = OmegaConf.to_container(cfg, resolve=True)
         parent = recorder.start(
             cfg.study,
-            flatten(resolved),
+            flatten(resolved, CONFIG_PREFIX),
             dict(tags) | dict(identity or {}) | {ROLE_TAG: "study"},
             parent=recorder.multirun_parent(),
         )
-        recorder.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
-        study = StudyRun(recorder, parent, tags, identity)
+        config_yaml = OmegaConf.to_yaml(resolved)
+        recorder.log_text(parent, config_yaml, "config.yaml")
+        study = StudyRun(recorder, parent, tags, identity, config_yaml, claim_of(cfg))
         study.close_dead()
         yield study
     log.info("recorded in %s, experiment %r, run %s", recorder.uri, cfg.tracking.experiment, parent)
@@ -557,13 +667,22 @@ def study_run(
 UI_URL = "http://127.0.0.1:5000"  # where `make ui` serves a local store
 
 
+def ui_url(uri: str, path: str) -> str:
+    """A page of the MLflow UI for the store `uri`: on the tracking server itself, or on
+    `make ui` for a local store."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_URL
+    return f"{base}/#/{path}"
+
+
 def runs_table_url(uri: str, experiment_id: str) -> str:
     """The UI's runs table of an experiment, in the machine-learning view (MLflow 3 opens an
-    experiment on its GenAI overview, which shows no runs): on the tracking server itself, or
-    on `make ui` for a local store."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_URL
-    url = f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-    return url if base != UI_URL or uri.startswith("http") else f"{url} (after `make ui`)"
+    experiment on its GenAI overview, which shows no runs)."""
+    url = ui_url(uri, f"experiments/{experiment_id}/runs?workflowType=machine_learning")
+    return url if uri.startswith(("http://", "https://")) else f"{url} (after `make ui`)"
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    return ui_url(uri, f"experiments/{experiment_id}/runs/{run_id}")
 
 
 @dataclass(frozen=True)
@@ -575,6 +694,7 @@ class RecordedStudy:
     parent: RunRecord
     config: DictConfig  # the parent's config.yaml, checked against the schema
     children: dict[str, RunRecord]  # by run name
+    config_yaml: str  # config.yaml as logged
 
     def history(self, child: str, key: str) -> np.ndarray:
         """The series `key` of the child run named `child`."""
@@ -601,9 +721,9 @@ def recorded_study(experiment: str, run_id: str | None, uri: str | None) -> Reco
         parent = found[0]
     register()
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(parent.run_id, "config.yaml", tmp)
-        config = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
+        text = Path(client.download_artifacts(parent.run_id, "config.yaml", tmp)).read_text()
+    config = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(text))
     children = store.runs(exp.experiment_id, {PARENT_TAG: parent.run_id}, finished=False)
     return RecordedStudy(
-        store, exp.experiment_id, parent, config, {run.name: run for run in children}
+        store, exp.experiment_id, parent, config, {run.name: run for run in children}, text
     )

@@ -1,4 +1,5 @@
-"""`python -m sweeps.report STUDY`: redraw a study's figures and table from the store alone.
+"""`python -m sweeps.report STUDY`: redraw a study's figures, table and `report.html` from the
+store alone.
 
 The parent run's `config.yaml` says what the study was and which kind ran it; the kind's
 `rebuild` turns its child runs' params and metric histories back into the table and figures.
@@ -15,23 +16,38 @@ import pandas as pd
 from sweeps import kinds
 from sweeps.errors import UserError
 from sweeps.figures import pyplot
-from sweeps.recording import recorded_study
+from sweeps.html_report import png, render
+from sweeps.recording import REPORT, claim_of, recorded_study, report_page
 from sweeps.tables import format_table
 
 
 def rebuild(
     experiment: str, run_id: str | None = None, out: str | None = None, uri: str | None = None
 ) -> tuple[pd.DataFrame, Path]:
-    """Write the study's figures and summary.csv into `out`; return the table and folder."""
+    """Write the study's figures, summary.csv and report.html into `out`; return the table and
+    the folder."""
     study = recorded_study(experiment, run_id, uri)
     table, figures = kinds.get(kinds.kind_of(study.config)).rebuild(study)
     folder = Path(out or Path("reports") / experiment / study.parent.run_id)
     folder.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
+    images = {}
     for name, fig in figures.items():
-        fig.savefig(folder / name)
+        images[name] = png(fig)
         plt.close(fig)
+        (folder / name).write_bytes(images[name])
     table.to_csv(folder / "summary.csv", index=False)
+    page = report_page(
+        study.store.uri,
+        study.experiment_id,
+        study.parent,
+        list(study.children.values()),
+        table,
+        images,
+        study.config_yaml,
+        claim_of(study.config),
+    )
+    (folder / REPORT).write_text(render(page))
     return table, folder
 
 
@@ -49,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         table, folder = rebuild(args.experiment, args.run_id, args.out, args.tracking_uri)
     except UserError as err:
         sys.exit(f"error: {err}")
-    print(f"{args.experiment}: figures and summary.csv in {folder}\n{format_table(table)}")
+    print(f"{args.experiment}: figures, summary.csv and {REPORT} in {folder}")
+    print(format_table(table))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Optuna's importance and parallel-coordinate plots are drawn from an in-memory Op
 rebuilt from those runs, which needs no access to the search's Optuna storage.
 """
 
+import json
 import logging
 import warnings
 from typing import Any
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 BEST_PANELS = 20
 TRIAL_TAG = "optuna.trial_number"
+# A trial's sampled values, exact, as JSON: its MLflow params show them rounded, and the
+# best trial is retrained from its row.
+PARAMS_TAG = "optuna.params"
 SEARCH_TAG = "sweeps.search"  # names the search a trial run and its parent belong to
 
 
@@ -42,7 +46,12 @@ def trials_table(runs: list[RunRecord], space: dict[str, BaseDistribution]) -> p
             "trial": int(tags[TRIAL_TAG]),
             "state": tags.get("optuna.state", ""),
         }
-        row |= {key: typed(params[key], dist) for key, dist in space.items() if key in params}
+        exact = json.loads(tags.get(PARAMS_TAG, "{}"))
+        row |= {
+            key: exact[key] if key in exact else typed(params[key], dist)
+            for key, dist in space.items()
+            if key in exact or key in params
+        }
         row |= {
             "val_acc": metrics.get("val/acc", np.nan),
             "train_acc": metrics.get("train/acc", np.nan),

@@ -7,7 +7,10 @@ study and a rebuild from the store build the same table.
 import numpy as np
 import pandas as pd
 
+from sweeps.numbers import LOSS_DIGITS, significant
+
 SMOOTH_WINDOW = 11
+GAP_DECIMALS = 6
 
 
 def smooth_curve(values: np.ndarray) -> np.ndarray:
@@ -26,17 +29,22 @@ def smooth_curve(values: np.ndarray) -> np.ndarray:
 
 
 def summary_table(losses: pd.DataFrame, final: pd.DataFrame, smooth: bool = True) -> pd.DataFrame:
-    """One row per variant: final (smoothed) loss, train/test accuracy, their gap, seconds.
+    """One row per variant: final (smoothed) loss (the last finite one for a diverged variant, whose
+    series ends early), train/test accuracy, their gap, seconds.
 
     `final` is indexed by variant with columns train_acc, test_acc, seconds (and any more).
     """
+    series = {name: losses[name].dropna().to_numpy() for name in losses.columns}
     last = {
-        name: (smooth_curve(losses[name].to_numpy()) if smooth else losses[name].to_numpy())[-1]
-        for name in losses.columns
+        name: (smooth_curve(y) if smooth else y)[-1] if len(y) else np.nan
+        for name, y in series.items()
     }
-    table = pd.DataFrame({"variant": list(last), "final_loss": list(last.values())})
+    final_loss = significant(list(last.values()), LOSS_DIGITS)
+    table = pd.DataFrame({"variant": list(last), "final_loss": final_loss})
     table = table.merge(final, left_on="variant", right_index=True, how="left")
-    table.insert(table.columns.get_loc("test_acc") + 1, "gap", table.train_acc - table.test_acc)
+    # accuracies are counts over n: 0.95 - 0.945 reads 0.0050000000000000044 unrounded
+    gap = (table.train_acc - table.test_acc).round(GAP_DECIMALS)
+    table.insert(table.columns.get_loc("test_acc") + 1, "gap", gap)
     return table
 
 

@@ -29,6 +29,7 @@ from sweeps.config import TrainConfig, check_budget
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
 from sweeps.networks import probe
+from sweeps.numbers import LOSS_DIGITS, fraction, significant
 from sweeps.plan import Variant, group_by_architecture
 from sweeps.population import Population
 from sweeps.stacks import choose_strategy
@@ -84,31 +85,46 @@ class TrainResult:
 
     def tags(self) -> dict[str, Any]:
         """How the members trained, for each member's run: members together, the strategy,
-        and why it is not the one chosen when the network could not run that way."""
-        tags: dict[str, Any] = {"population.size": self.chunk, "population.strategy": self.strategy}
+        why it is not the one chosen when the network could not run that way, and the time
+        they shared (one number for all, so a tag rather than a metric to compare)."""
+        tags: dict[str, Any] = {
+            "population.size": self.chunk,
+            "population.strategy": self.strategy,
+            "population.seconds": self.seconds,
+        }
         if self.fallback:
             tags["population.fallback"] = self.fallback
         return tags
 
-    def points(self, k: int, split: str, epochs: int | None = None) -> list[tuple[str, float, int]]:
-        """Member k's series and final values as (key, value, step) metric points.
-
-        `train/loss` is stepped by iteration. Accuracies (`train/acc`, `{split}/acc`, split
-        naming the evaluation split) are stepped by epoch in epoch-based studies, up to
-        `epochs` (a pruned trial's last one); otherwise logged once, at the last iteration.
-        """
+    def loss_series(self, k: int, epochs: int | None = None) -> np.ndarray:
+        """Member k's losses as recorded: up to `epochs` (a pruned trial's last one), and for
+        a diverged member only its finite losses, up to the step where it diverged (the rest
+        are inf, which would stretch every loss chart to 1e308)."""
         recorded = len(self.epoch_train_acc)
         kept = recorded if epochs is None else min(epochs, recorded)
         steps = len(self.losses) * kept // recorded if recorded else len(self.losses)
-        points = [("train/loss", v, i) for i, v in enumerate(self.losses[:steps, k])]
-        final_step = len(self.losses)
-        for e in range(kept):
+        if self.diverged_at[k] >= 0:
+            steps = min(steps, int(self.diverged_at[k]))
+        return self.losses[:steps, k]
+
+    def points(self, k: int, split: str, epochs: int | None = None) -> list[tuple[str, float, int]]:
+        """Member k's series and final values as (key, value, step) metric points.
+
+        `train/loss` is stepped by iteration (`loss_series`). Accuracies (`train/acc`,
+        `{split}/acc`, split naming the evaluation split) are stepped by epoch in epoch-based
+        studies, up to `epochs`; otherwise logged once, at the last step of the loss series,
+        so a chart of both ends them together.
+        """
+        losses = self.loss_series(k, epochs)
+        points = [("train/loss", v, i) for i, v in enumerate(losses)]
+        kept = len(self.epoch_train_acc) if epochs is None else epochs
+        for e in range(min(kept, len(self.epoch_train_acc))):
             points.append(("train/acc", self.epoch_train_acc[e, k], e + 1))
             points.append((f"{split}/acc", self.epoch_eval_acc[e, k], e + 1))
-        if not recorded:
-            points.append(("train/acc", self.train_acc[k], final_step))
-            points.append((f"{split}/acc", self.eval_acc[k], final_step))
-        points.append(("train/seconds", self.seconds, final_step))
+        if not len(self.epoch_train_acc):
+            last = max(len(losses) - 1, 0)
+            points.append(("train/acc", self.train_acc[k], last))
+            points.append((f"{split}/acc", self.eval_acc[k], last))
         return points
 
 
@@ -267,7 +283,7 @@ def train_population(
     generator = torch.Generator(device=device).manual_seed(training.seed)
     losses = torch.empty(total, pop.size, device=device)
     epoch_train, epoch_eval = [], []
-    n = len(data.train_y)
+    n, n_eval = len(data.train_y), len(data.eval_y)
     start = time.perf_counter()
     for i in tqdm(range(total), desc=desc, unit="it", disable=not train.progress, mininterval=0.5):
         if train.shared_batches:
@@ -283,36 +299,36 @@ def train_population(
             x = augment(x, pop.model.keys, pop.step_count, shift, rotate)
         losses[i] = pop.step(x, y)
         if per_epoch and (i + 1) % per_epoch == 0:
-            epoch_train.append(pop.accuracy(data.train_x, data.train_y, train.eval_batch_size))
-            epoch_eval.append(pop.accuracy(data.eval_x, data.eval_y, train.eval_batch_size))
+            epoch_train.append(pop.correct(data.train_x, data.train_y, train.eval_batch_size))
+            epoch_eval.append(pop.correct(data.eval_x, data.eval_y, train.eval_batch_size))
             if on_epoch is not None:
                 ids = np.arange(pop.size) if members is None else members
                 stop = on_epoch(
                     ids,
                     len(epoch_train),
-                    epoch_train[-1].cpu().numpy(),
-                    epoch_eval[-1].cpu().numpy(),
+                    fraction(epoch_train[-1].cpu(), n),
+                    fraction(epoch_eval[-1].cpu(), n_eval),
                 )
                 if stop is not None and stop.any():
                     pop.stop(torch.as_tensor(stop))
     if epoch_train:  # the last epoch's evaluation is the final one
         train_acc, eval_acc = epoch_train[-1], epoch_eval[-1]
     else:
-        train_acc = pop.accuracy(data.train_x, data.train_y, train.eval_batch_size)
-        eval_acc = pop.accuracy(data.eval_x, data.eval_y, train.eval_batch_size)
+        train_acc = pop.correct(data.train_x, data.train_y, train.eval_batch_size)
+        eval_acc = pop.correct(data.eval_x, data.eval_y, train.eval_batch_size)
     seconds = time.perf_counter() - start
 
-    def host(rows: list[torch.Tensor]) -> np.ndarray:
-        return torch.stack(rows).cpu().numpy() if rows else np.empty((0, pop.size))
+    def host(rows: list[torch.Tensor], total: int) -> np.ndarray:
+        return fraction(torch.stack(rows).cpu(), total) if rows else np.empty((0, pop.size))
 
     return TrainResult(
-        losses=losses.cpu().numpy(),
-        train_acc=train_acc.cpu().numpy(),
-        eval_acc=eval_acc.cpu().numpy(),
+        losses=significant(losses.cpu(), LOSS_DIGITS),
+        train_acc=fraction(train_acc.cpu(), n),
+        eval_acc=fraction(eval_acc.cpu(), n_eval),
         diverged_at=pop.diverged_at.cpu().numpy(),
-        epoch_train_acc=host(epoch_train),
-        epoch_eval_acc=host(epoch_eval),
-        seconds=seconds,
+        epoch_train_acc=host(epoch_train, n),
+        epoch_eval_acc=host(epoch_eval, n_eval),
+        seconds=round(seconds, 3),
         chunk=pop.size,
         strategy=pop.strategy,
         fallback=pop.fallback,

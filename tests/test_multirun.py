@@ -30,12 +30,13 @@ def test_grid_is_one_parent_with_a_child_per_job(
     [parent] = roles["multirun"]
     assert parent.info.status == "FINISHED"
     assert parent.info.run_name == "multirun optimizer=sgd,adam model.init=he,xavier"
-    assert parent.data.params == {"optimizer": "sgd,adam", "model.init": "he,xavier"}
+    assert parent.data.params == {"sweep.optimizer": "sgd,adam", "sweep.model.init": "he,xavier"}
     assert parent.data.tags["sweeps.sweep_dir"] == str(tmp_path / "sweep")
     assert PARENT_TAG not in parent.data.tags
 
     jobs = {run.info.run_id: run for run in roles["study"]}
-    grid = {(p["optimizer.name"], p["model.init"]) for p in (r.data.params for r in jobs.values())}
+    params = [r.data.params for r in jobs.values()]
+    grid = {(p["config.optimizer.name"], p["config.model.init"]) for p in params}
     assert len(jobs) == 4
     assert grid == set(itertools.product(["sgd", "adam"], ["he", "xavier"]))
     for job in jobs.values():
@@ -48,8 +49,8 @@ def test_grid_is_one_parent_with_a_child_per_job(
     for variant in variants:
         job = jobs[variant.data.tags[PARENT_TAG]]
         assert variant.info.status == "FINISHED"
-        assert variant.info.run_name == job.data.params["optimizer.name"]
-        assert variant.data.params["model.init"] == job.data.params["model.init"]
+        assert variant.info.run_name == job.data.params["config.optimizer.name"]
+        assert variant.data.params["model.init"] == job.data.params["config.model.init"]
 
 
 def test_bad_value_in_a_job_exits_2_and_fails_the_parent(tmp_path: Path, data_cache: Path) -> None:
@@ -65,7 +66,7 @@ def test_bad_value_in_a_job_exits_2_and_fails_the_parent(tmp_path: Path, data_ca
     [parent] = roles["multirun"]
     assert parent.info.status == "FAILED"
     [job] = roles["study"]
-    assert job.data.params["optimizer.lr"] == "0.01"
+    assert job.data.params["config.optimizer.lr"] == "0.01"
     assert job.data.tags[PARENT_TAG] == parent.info.run_id
     assert {r.info.status for r in [job, *roles["variant"]]} == {"FINISHED"}
 

@@ -5,9 +5,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from sweeps.config import flatten, validate
+from sweeps.config import OptimizerConfig, flatten, validate
 from sweeps.errors import ConfigError
-from sweeps.plan import expand_variants, group_by_architecture
+from sweeps.plan import Variant, expand_variants, group_by_architecture, run_params
 
 
 def test_optimizer_study_defaults(make_cfg) -> None:
@@ -47,11 +47,22 @@ def test_without_experiment_one_variant_from_the_optimizer_group(make_cfg) -> No
     assert [(v.name, v.optimizer.lr) for v in variants] == [("adam", 0.001)]
 
 
-def test_variant_params_hold_only_the_rules_hyperparameters(make_cfg) -> None:
-    params = expand_variants(make_cfg("+experiment=optimizers"))[0].params()
+def test_variant_params_mark_the_hyperparameters_the_rule_does_not_read(make_cfg) -> None:
+    variants = expand_variants(make_cfg("+experiment=optimizers"))
+    params = variants[0].params()
     assert params["optimizer.name"] == "sgd" and params["optimizer.lr"] == 0.01
-    assert "optimizer.beta1" not in params
+    assert params["optimizer.beta1"] == "-"
     assert params["model.init"] == "he"
+    assert variants[-1].params()["optimizer.beta1"] == 0.9
+    assert len({tuple(v.params()) for v in variants}) == 1
+
+
+def test_run_params_give_every_architecture_the_same_keys() -> None:
+    mlp = Variant("mlp", {"name": "mlp", "hidden": [50]}, OptimizerConfig(), 0)
+    cnn = Variant("cnn", {"name": "cnn", "channels": 8}, OptimizerConfig(), 0)
+    params = run_params([mlp, cnn])
+    assert params["mlp"].keys() == params["cnn"].keys()
+    assert params["mlp"]["model.channels"] == "-" and params["cnn"]["model.hidden"] == "-"
 
 
 @pytest.mark.parametrize(
@@ -110,8 +121,8 @@ def test_grid_crosses_variants_with_every_point(make_cfg) -> None:
     )
     variants = expand_variants(cfg)
     assert len(variants) == 2 * 2 * 3
-    assert variants[0].name == "sgd:init=he,init_scale=1"
-    assert variants[-1].name == "adam:init=xavier,init_scale=0.01"
+    assert variants[0].name == "sgd he 1"
+    assert variants[-1].name == "adam xavier 0.01"
     assert variants[-1].optimizer.name == "adam" and variants[-1].model["init"] == "xavier"
 
 

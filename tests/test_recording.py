@@ -66,7 +66,7 @@ def test_a_study_run_error_closes_parent_and_children_failed(make_cfg, tracking_
     parent, run = client.get_run(study.parent), client.get_run(child)
     assert {parent.info.status, run.info.status} == {"FAILED"}
     assert parent.data.tags["sweeps.role"] == "study"
-    assert parent.data.params["train.batch_size"] == "128"
+    assert parent.data.params["config.train.batch_size"] == "128"
     assert run.data.tags | {"seed": "0", "t": "y"} == run.data.tags
     assert run.data.tags["mlflow.parentRunId"] == study.parent
     assert [a.path for a in client.list_artifacts(study.parent)] == ["config.yaml"]

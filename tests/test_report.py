@@ -1,5 +1,6 @@
 """`python -m sweeps.report` redraws a study from the MLflow store alone."""
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 
 from sweeps.errors import UserError
 from sweeps.kinds import run_study
+from sweeps.recording import recorded_study
 from sweeps.report import rebuild
 
 COLUMNS = ["variant", "final_loss", "train_acc", "test_acc", "gap"]
@@ -31,7 +33,14 @@ def test_training_study_table_and_figures_rebuilt(
     original = run_study(cfg)
     table, folder = rebuild(cfg.study, out=str(tmp_path / "out"), uri=tracking_uri)
     pd.testing.assert_frame_equal(table[COLUMNS], original[COLUMNS], check_dtype=False)
-    assert {p.name for p in folder.iterdir()} == figures | {"summary.csv"}
+    assert {p.name for p in folder.iterdir()} == figures | {"summary.csv", "report.html"}
+    # the page logged by the study is the page rebuilt from the store, figures included
+    study = recorded_study(cfg.study, None, tracking_uri)
+    logged = study.store.artifact(study.parent.run_id, "report.html").decode()
+    assert logged == (folder / "report.html").read_text()
+    for name in figures:
+        assert base64.b64encode((folder / name).read_bytes()).decode() in logged
+    assert all(f">{v}</a>" in logged for v in original["variant"])
 
 
 def test_paths_and_activations_rebuilt(make_cfg, tracking_uri: str, tmp_path: Path) -> None:

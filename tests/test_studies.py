@@ -3,6 +3,7 @@
 import pytest
 
 from sweeps.kinds import run_study
+from sweeps.numbers import short
 from sweeps.plan import expand_variants
 
 
@@ -91,8 +92,9 @@ def test_epoch_studies_log_accuracy_curves_and_the_first_n_samples(
 def test_batchnorm_study_grid(make_cfg) -> None:
     variants = expand_variants(make_cfg("+experiment=batchnorm"))
     assert len(variants) == 32
-    assert variants[0].name == "batchnorm=True,init_scale=1"
-    assert variants[-1].name == "batchnorm=False,init_scale=0.0001"
+    assert variants[0].name == "BN 1"
+    assert variants[-1].name == "noBN 1e-4"
+    assert variants[14].name == "BN 1.85e-4" and variants[30].name == "noBN 1.85e-4"
     scales = [v.model["init_scale"] for v in variants[:16]]
     assert scales[0] == 1.0 and scales[-1] == pytest.approx(1e-4)
     assert all(a > b for a, b in zip(scales, scales[1:], strict=False))
@@ -109,8 +111,7 @@ def test_batchnorm_beats_no_batchnorm_at_most_small_scales(make_cfg, seed: int) 
     small = [v.model["init_scale"] for v in expand_variants(make_cfg("+experiment=batchnorm"))]
     small = [s for s in small[:16] if s < 0.1]
     wins = sum(
-        table.loc[f"batchnorm=True,init_scale={s:.3g}", "train_acc"]
-        > table.loc[f"batchnorm=False,init_scale={s:.3g}", "train_acc"] + 0.1
+        table.loc[f"BN {short(s)}", "train_acc"] > table.loc[f"noBN {short(s)}", "train_acc"] + 0.1
         for s in small
     )
     assert wins >= 0.75 * len(small)

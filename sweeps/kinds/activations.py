@@ -15,11 +15,13 @@ from omegaconf import DictConfig
 from models.init import init_std
 from models.layers import ACTIVATIONS
 from sweeps.figures import pyplot
-from sweeps.plan import Variant, expand_variants
+from sweeps.numbers import significant
+from sweeps.plan import Variant, expand_variants, run_params
 from sweeps.recording import RecordedStudy, provenance_tags, study_run
 from sweeps.tables import show
 
-STATS = ("mean", "std", "saturated")
+STATS = ["mean", "std", "saturated"]
+STAT_DIGITS = 4
 
 # Outputs where the activation's gradient (nearly) vanishes.
 SATURATED = {
@@ -77,11 +79,12 @@ def histogram_figure(activation: str, rows: dict[str, list[np.ndarray]], bins: i
 def histogram_figures(
     study: str, outputs: list[tuple[Variant, list[np.ndarray]]], bins: int
 ) -> dict[str, Any]:
-    """`STUDY_ACTIVATION.png` -> figure: a row per weight setting (the variant's name before
-    the grid point) of each activation's variants."""
+    """`STUDY_ACTIVATION.png` -> figure: a row per weight setting (the variant's name less
+    the grid point, its activation) of each activation's variants."""
     by_activation: dict[str, dict[str, list[np.ndarray]]] = {}
     for v, layers in outputs:
-        by_activation.setdefault(v.model["activation"], {})[v.name.split(":")[0]] = layers
+        activation = v.model["activation"]
+        by_activation.setdefault(activation, {})[v.name.removesuffix(f" {activation}")] = layers
     return {
         f"{study}_{a}.png": histogram_figure(a, settings, bins, f"{study}: {a}")
         for a, settings in by_activation.items()
@@ -101,10 +104,12 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     with study_run(cfg, tags) as study:
         collected: list[tuple[Variant, list[np.ndarray]]] = []
         rows = []
+        params = run_params(variants)
         for v in variants:
-            child = study.child(v.name, v.params())
+            child = study.child(v.name, params[v.name])
             outputs = layer_outputs(v, probe.samples, probe.width, probe.layers)
             stats = layer_stats(v.model["activation"], outputs)
+            stats[STATS] = significant(stats[STATS], STAT_DIGITS)
             points = [
                 (f"layer/{key}", row[key], int(row["layer"]))
                 for _, row in stats.iterrows()

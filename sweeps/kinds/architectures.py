@@ -24,7 +24,8 @@ from sweeps.device import resolve_device
 from sweeps.errors import ConfigError
 from sweeps.figures import pyplot
 from sweeps.networks import Probe, check_fits
-from sweeps.plan import Variant, build_variants
+from sweeps.numbers import fraction
+from sweeps.plan import Variant, build_variants, run_params
 from sweeps.recording import RecordedStudy, StudyRun, dataset_tags, provenance_tags, study_run
 from sweeps.tables import show
 from sweeps.trainer import Training, check_memory, train_variants
@@ -92,11 +93,15 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         check_memory([v], one.train, data)
     tags = provenance_tags(device) | dataset_tags(data) | {"seed": cfg.seed}
     rows = []
+    params = run_params([v for _, v in planned])
     with study_run(cfg, tags) as study:
         for i, (one, variant) in enumerate(planned):
             desc = f"{cfg.study} [{i + 1}/{len(planned)}: {variant.name}]"
             probe = probes[variant.name]
-            rows.append(train_one(study, one, variant, data, full, desc, probe))
+            child = study.child(
+                variant.name, params[variant.name], {"sweeps.variant": variant.name}
+            )
+            rows.append(train_one(study, child, one, variant, data, full, desc, probe))
         table = pd.DataFrame(rows, columns=COLUMNS)
         study.log_outputs(figures(table, cfg.study), {"summary.csv": table})
         study.finish()
@@ -106,6 +111,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
 
 def train_one(
     study: StudyRun,
+    child: str,
     cfg: DictConfig,
     variant: Variant,
     data: Dataset,
@@ -114,7 +120,6 @@ def train_one(
     probe: Probe,
 ) -> list[Any]:
     """Train one network, score its final weights on the test set, record its child run."""
-    child = study.child(variant.name, variant.params(), {"sweeps.variant": variant.name})
     training = Training(data, cfg.train, cfg.seed, keep_states=True)
     result = train_variants([variant], training, desc)
     state = result.states[0]
@@ -122,10 +127,10 @@ def train_one(
     files = checkpoints.files(variant.model, dataset, data.sample_shape, state)
     _, net = checkpoints.restore(*files.values(), device=full.eval_x.device)
     predicted = checkpoints.predict(net, full.eval_x, cfg.train.eval_batch_size)
-    test_acc = float((predicted == full.eval_y).float().mean())
-    per_epoch = result.seconds / cfg.train.epochs
+    test_acc = float(fraction(int((predicted == full.eval_y).sum()), len(full.eval_y)))
+    per_epoch = round(result.seconds / cfg.train.epochs, 3)
     best_val = float(np.max(result.epoch_eval_acc[:, 0]))
-    last = len(result.losses)
+    last = max(len(result.loss_series(0)) - 1, 0)
     points = result.points(0, data.eval_split) + [
         ("test/acc", test_acc, last),
         ("model.params", probe.parameters, 0),

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from sweeps.figures import pyplot
 from sweeps.optimizers import RULES
-from sweeps.plan import Variant, expand_variants
+from sweeps.plan import Variant, expand_variants, run_params
 from sweeps.recording import RecordedStudy, provenance_tags, study_run
 from sweeps.tables import show
 
@@ -85,8 +85,9 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     tags = provenance_tags(torch.device("cpu")) | {"seed": cfg.seed}
     with study_run(cfg, tags) as study:
         paths = {}
+        params = run_params(variants)
         for v in variants:
-            child = study.child(v.name, v.params())
+            child = study.child(v.name, params[v.name])
             path = paths[v.name] = optimizer_path(v, start, steps)
             points = [
                 (key, float(val), i)

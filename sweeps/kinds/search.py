@@ -10,6 +10,7 @@ range narrowed to the span of the previous round's best trials. At the end the b
 configuration is retrained on train+validation and scored once on test.
 """
 
+import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -48,7 +49,7 @@ from sweeps.recording import (
     study_run,
     tracking_uri,
 )
-from sweeps.search_outputs import SEARCH_TAG, search_outputs
+from sweeps.search_outputs import PARAMS_TAG, SEARCH_TAG, TRIAL_TAG, search_outputs
 from sweeps.space import Space, describe, narrow, parse_space
 from sweeps.stores import lock
 from sweeps.tables import format_table
@@ -189,7 +190,12 @@ class Search:
             self.study.child(
                 v.name,
                 v.params() | t.params,
-                tags | {"optuna.trial_number": t.number, "optuna.state": "RUNNING"},
+                tags
+                | {
+                    TRIAL_TAG: t.number,
+                    "optuna.state": "RUNNING",
+                    PARAMS_TAG: json.dumps(t.params),  # exact: the params are rounded
+                },
             )
             for v, t in zip(group, trials, strict=True)
         ]

@@ -20,7 +20,13 @@ from sweeps.data import load_data
 from sweeps.device import resolve_device
 from sweeps.errors import ConfigError
 from sweeps.figures import accuracy_figure, colour, grid_figure, loss_figure
-from sweeps.plan import Variant, check_shapes, expand_variants, group_by_architecture
+from sweeps.plan import (
+    Variant,
+    check_shapes,
+    expand_variants,
+    group_by_architecture,
+    run_params,
+)
 from sweeps.recording import (
     CONFIG_TAG,
     RUN_COLOUR,
@@ -66,15 +72,16 @@ def run(cfg: DictConfig) -> pd.DataFrame:
                 recorded(study.recorder, reused[v.name], v.name, epoch_based, histories, finals)
         if reused:
             log.info("resumed: %d of %d variants reused", len(finals), len(variants))
-        colours = {v.name: colour(i) for i, v in enumerate(variants)}
+        params = run_params(variants)
+        looks = {v.name: (params[v.name], colour(i)) for i, v in enumerate(variants)}
         groups = [[v for v in g if v.name not in finals] for g in groups]
         groups = [g for g in groups if g]
         for i, group in enumerate(groups):
             names = ", ".join(v.name for v in group)
             desc = f"{cfg.study} [{i + 1}/{len(groups)}: {names}]"
-            result = train_group(study, group, training, desc, dataset, colours)
+            result = train_group(study, group, training, desc, dataset, looks)
             for k, v in enumerate(group):
-                histories["loss"][v.name] = result.losses[:, k]
+                histories["loss"][v.name] = result.loss_series(k)
                 histories["train"][v.name] = result.epoch_train_acc[:, k]
                 histories["test"][v.name] = result.epoch_eval_acc[:, k]
                 finals[v.name] = {
@@ -110,13 +117,16 @@ def train_group(
     training: Training,
     desc: str,
     dataset: Mapping[str, Any],
-    colours: Mapping[str, str],
+    looks: Mapping[str, tuple[Mapping[str, Any], str]],
 ) -> TrainResult:
     """Train variants of one architecture and record each in its own child run, with its
-    checkpoint when `training.keep_states` (`dataset`: the config it names) and its line's
-    colour in the study's figures as its colour in MLflow's charts."""
+    checkpoint when `training.keep_states` (`dataset`: the config it names). `looks`: each
+    variant's params (`run_params`) and its line's colour in the study's figures, which is
+    its colour in MLflow's charts too."""
     children = [
-        study.child(v.name, v.params(), {"sweeps.variant": v.name, RUN_COLOUR: colours[v.name]})
+        study.child(
+            v.name, looks[v.name][0], {"sweeps.variant": v.name, RUN_COLOUR: looks[v.name][1]}
+        )
         for v in group
     ]
     result = train_variants(group, training, desc)
@@ -165,7 +175,7 @@ def recorded(
     finals[name] = {
         "train_acc": child.metrics["train/acc"],
         "test_acc": child.metrics["test/acc"],
-        "seconds": child.metrics["train/seconds"],
+        "seconds": float(child.tags["population.seconds"]),
         "diverged": child.tags.get("status") == "diverged",
     }
 
@@ -184,7 +194,11 @@ def outputs(
     `STUDY_loss.png`), else loss curves.
     """
     study, report = cfg.study, cfg.report
-    frames = {key: pd.DataFrame(series) for key, series in histories.items()}
+    # Series, not arrays: a diverged variant's loss series ends early (NaN after it).
+    frames = {
+        key: pd.DataFrame({name: pd.Series(h, dtype=float) for name, h in series.items()})
+        for key, series in histories.items()
+    }
     losses = frames["loss"]
     final = pd.DataFrame.from_dict(finals, orient="index")
     table = summary_table(losses, final, smooth=report.smooth)
