@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all lint ui clean
+.PHONY: run test test-slow test-all lint ui optuna-ui clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ ui: $(STAMP)
 	@echo "http://127.0.0.1:5000/#/experiments/ID/runs?workflowType=machine_learning"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --workers 1 \
 		--backend-store-uri sqlite:///mlflow.db
+
+# optuna-dashboard on a search's Optuna storage, to watch its trials live: the default is
+# where a search beside the default tracking store puts it; STORAGE=URL for another
+# (postgresql://..., a journal file). One gunicorn worker, like `make ui`.
+STORAGE ?= sqlite:///optuna.db
+OPTUNA_PORT ?= 8080
+optuna-ui: $(STAMP)
+	@case "$(STORAGE)" in sqlite:///*) test -f "$(STORAGE:sqlite:///%=%)" || { \
+		echo "no Optuna storage $(STORAGE): run a search first" \
+			"(python -m sweeps.run +experiment=hparam_search) or give STORAGE=URL"; exit 2; };; esac
+	@echo "Optuna dashboard on $(STORAGE): http://127.0.0.1:$(OPTUNA_PORT)"
+	$(VENV)/bin/optuna-dashboard --host 127.0.0.1 --port $(OPTUNA_PORT) "$(STORAGE)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -81,6 +81,8 @@ class TrainConfig:
 class TrackingConfig:
     uri: str | None = None
     experiment: str = "${study}"
+    # MLflow's system metrics on the parent run (`sweeps.system_metrics`): auto = on a GPU.
+    system_metrics: str = "auto"
 
 
 @dataclass
@@ -222,6 +224,9 @@ def register() -> None:
     cs.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
 
 
+SWITCHES = ("auto", "true", "false")
+
+
 def check_choice(key: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
     """Raise ConfigError unless `value` is one of `valid`."""
     if value not in valid:
@@ -262,6 +267,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value} must be in [0, 2^32)")
     if not cfg.tracking.experiment:
         raise ConfigError("tracking.experiment must be a non-empty name")
+    check_choice("tracking.system_metrics", str(cfg.tracking.system_metrics).lower(), SWITCHES)
     if cfg.dataset.train_size is not None:
         check_positive("dataset.train_size", cfg.dataset.train_size)
     if cfg.kind in ("train", "architectures"):

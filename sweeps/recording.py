@@ -46,6 +46,7 @@ from sweeps.stores import (
     lock,
     sqlite_path,
 )
+from sweeps.system_metrics import SYSTEM_METRICS_TAG, driver_version, monitored, wanted
 from sweeps.workers import is_dead, worker_id
 
 if TYPE_CHECKING:
@@ -165,6 +166,8 @@ def provenance_tags(device: "torch.device") -> dict[str, str]:
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
+    if device.type == "cuda" and (driver := driver_version()):
+        tags["cuda.driver"] = driver
     return tags
 
 
@@ -659,7 +662,10 @@ def study_run(
         recorder.log_text(parent, config_yaml, "config.yaml")
         study = StudyRun(recorder, parent, tags, identity, config_yaml, claim_of(cfg))
         study.close_dead()
-        yield study
+        sampled = wanted(cfg.tracking.system_metrics, str(tags.get("device", "cpu")))
+        recorder.set_tags(parent, {SYSTEM_METRICS_TAG: str(sampled).lower()})
+        with monitored(sampled, recorder.uri, parent):
+            yield study
     log.info("recorded in %s, experiment %r, run %s", recorder.uri, cfg.tracking.experiment, parent)
     log.info("runs table: %s", runs_table_url(recorder.uri, recorder.experiment_id))
 

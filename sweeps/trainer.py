@@ -75,6 +75,7 @@ class TrainResult:
     strategy: str = ""  # how they ran together (sweeps.stacks.STRATEGIES)
     fallback: str | None = None  # why not the strategy chosen, when it could not run
     states: list[dict[str, torch.Tensor]] | None = None  # final weights, with keep_states
+    peak_memory: int | None = None  # bytes the device held at most (CUDA only)
 
     def take(self, order: np.ndarray) -> "TrainResult":
         """Back to the caller's order, given `order[j]` = caller's index of stored member j."""
@@ -121,10 +122,12 @@ class TrainResult:
         for e in range(min(kept, len(self.epoch_train_acc))):
             points.append(("train/acc", self.epoch_train_acc[e, k], e + 1))
             points.append((f"{split}/acc", self.epoch_eval_acc[e, k], e + 1))
+        last = max(len(losses) - 1, 0)
         if not len(self.epoch_train_acc):
-            last = max(len(losses) - 1, 0)
             points.append(("train/acc", self.train_acc[k], last))
             points.append((f"{split}/acc", self.eval_acc[k], last))
+        if self.peak_memory is not None:
+            points.append(("population/peak_memory_mib", round(self.peak_memory / 2**20, 1), last))
         return points
 
 
@@ -148,6 +151,7 @@ def merge(parts: Sequence[TrainResult]) -> TrainResult:
         seconds=sum(p.seconds for p in parts),
         chunk=max(p.chunk for p in parts),
         states=states,
+        peak_memory=None if parts[0].peak_memory is None else max(p.peak_memory for p in parts),
     )
 
 
@@ -284,6 +288,8 @@ def train_population(
     losses = torch.empty(total, pop.size, device=device)
     epoch_train, epoch_eval = [], []
     n, n_eval = len(data.train_y), len(data.eval_y)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for i in tqdm(range(total), desc=desc, unit="it", disable=not train.progress, mininterval=0.5):
         if train.shared_batches:
@@ -333,4 +339,5 @@ def train_population(
         strategy=pop.strategy,
         fallback=pop.fallback,
         states=pop.states() if training.keep_states else None,
+        peak_memory=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
     )

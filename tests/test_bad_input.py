@@ -43,6 +43,10 @@ UNWRITABLE = "/proc/sweeps-nowhere"  # no process, root included, can create fil
         ((*STUDY, "optimizer.eps=0"), "optimizer.eps=0.0 must be a positive number"),
         ((*STUDY, "dataset.split_seed=-1"), "dataset.split_seed=-1 must be in [0, 2^32)"),
         ((*STUDY, "tracking.experiment=''"), "tracking.experiment must be a non-empty name"),
+        (
+            (*STUDY, "tracking.system_metrics=maybe"),
+            "tracking.system_metrics='maybe' is not valid; choose one of: auto, true, false",
+        ),
         (("+experiment=optimizer_paths", "paths.steps=0"), "paths.steps=0 must be a positive"),
         (("+experiment=activations", "probe.samples=0"), "probe.samples=0 must be a positive"),
         (
