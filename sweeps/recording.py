@@ -46,7 +46,7 @@ from sweeps.stores import (
     lock,
     sqlite_path,
 )
-from sweeps.system_metrics import SYSTEM_METRICS_TAG, driver_version, monitored, wanted
+from sweeps.system_metrics import SYSTEM_METRICS_TAG, driver_version, wanted
 from sweeps.workers import is_dead, worker_id
 
 if TYPE_CHECKING:
@@ -211,6 +211,8 @@ class Store:
     def __init__(self, uri: str) -> None:
         from mlflow import MlflowClient
 
+        # a progress bar per downloaded file: noise on a report's console
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
 
@@ -254,7 +256,6 @@ class Store:
         """The bytes of one artifact of a run; a UserError when the run has none at `path`."""
         from mlflow.exceptions import MlflowException
 
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 local = self.client.download_artifacts(run_id, path, tmp)
@@ -561,6 +562,7 @@ class StudyRun:
 
 
 SUMMARY_LABELS = ("variant", "architecture")  # the table column naming each row's run
+SHARED_COLUMNS = ("seconds",)  # a population's time, the same for its members: a tag
 REPORT = "report.html"
 # Tags that say where and with what a study computed: the report's "Environment".
 ENVIRONMENT = ("device", "torch.", "cuda.", "dataset.", "seed", "mlflow.source.git", "system.")
@@ -583,7 +585,9 @@ def summary_metrics(table: "pd.DataFrame") -> list[tuple[str, float]]:
     if label is None:
         return []
     numeric = [
-        c for c in table.select_dtypes("number").columns if table[c].dtype != bool and c != label
+        c
+        for c in table.select_dtypes("number").columns
+        if table[c].dtype != bool and c not in (label, *SHARED_COLUMNS)
     ]
     return [
         (metric_key(f"{column}/{row[label]}"), float(row[column]))
@@ -638,6 +642,23 @@ def report_page(
             for c in children
         ],
     )
+
+
+@contextmanager
+def monitored(on: bool, uri: str, run_id: str) -> Iterator[None]:
+    """Sample MLflow's system metrics into `run_id` while the block runs, when `on`
+    (`sweeps.system_metrics`)."""
+    if not on:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, tracking_uri=uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 @contextmanager

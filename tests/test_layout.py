@@ -21,6 +21,7 @@ ENTRY_POINTS = {
     "sweeps.evaluate",
     "sweeps.multirun",
     "sweeps.search_worker",
+    "sweeps.gallery",
 }
 
 

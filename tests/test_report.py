@@ -85,3 +85,30 @@ def test_command_line(make_cfg, tracking_uri: str, tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode != 0 and "no MLflow experiment 'nope'" in bad.stderr
+
+
+def test_gallery_draws_a_study_from_its_own_store(tmp_path: Path) -> None:
+    page = tmp_path / "docs" / "gallery.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeps.gallery",
+            "optimizer_paths",
+            "--out",
+            str(tmp_path / "docs" / "gallery"),
+            "--page",
+            str(page),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = page.read_text()
+    assert "![optimizer_paths](gallery/optimizer_paths/optimizer_paths.png)" in text
+    assert "`python -m sweeps.run +experiment=optimizer_paths`" in text
+    assert "(textbook ch. 6.1.7)" in text and "AdaGrad" in text
+    assert (tmp_path / "docs" / "gallery" / "optimizer_paths" / "optimizer_paths.png").is_file()
+    assert not (tmp_path / "mlflow.db").exists()  # the gallery's store is its own

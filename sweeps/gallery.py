@@ -1,0 +1,96 @@
+"""`python -m sweeps.gallery`: run every study at its default budget and draw the README's
+gallery from what MLflow recorded.
+
+Each study runs as a user would type it (`python -m sweeps.run +experiment=NAME`) into a
+fresh store, then `python -m sweeps.report` rebuilds its figures and table from that store,
+so every picture in `docs/gallery.md` is one the tool itself made, with the command under it.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from sweeps.config import CONF_DIR, config_names
+from sweeps.tables import format_table
+
+SKIPPED = ("suite",)  # every chapter-6 study again, one after another
+
+
+def studies() -> list[str]:
+    """The experiments the gallery shows, in the order `--help` lists them."""
+    return [name for name in config_names(CONF_DIR / "experiment") if name not in SKIPPED]
+
+
+def description(study: str) -> str:
+    """The experiment's one-line `description`."""
+    for line in (CONF_DIR / "experiment" / f"{study}.yaml").read_text().splitlines():
+        if line.startswith("description:"):
+            return line.removeprefix("description:").strip()
+    return ""
+
+
+def run(study: str, store: Path, extra: list[str]) -> float:
+    """The study's command into `store`; returns its seconds."""
+    command = [sys.executable, "-m", "sweeps.run", f"+experiment={study}", *extra]
+    start = time.perf_counter()
+    subprocess.run([*command, f"tracking.uri=sqlite:///{store}"], check=True)
+    return time.perf_counter() - start
+
+
+def section(study: str, folder: Path, page: Path, seconds: float, extra: list[str]) -> str:
+    """The study's gallery entry: its figures, the command that made them, its table."""
+    command = " ".join(["python -m sweeps.run", f"+experiment={study}", *extra])
+    lines = [f"## {study}", "", description(study), ""]
+    for image in sorted(folder.glob("*.png")):
+        lines.append(f"![{image.stem}]({image.relative_to(page.parent).as_posix()})")
+    table = format_table(
+        pd.read_csv(folder / "summary.csv").drop(columns="run_id", errors="ignore")
+    )
+    lines += [
+        "",
+        f"`{command}` ({seconds:.0f} s on the machine that drew this page)",
+        "",
+        "```",
+        table,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sweeps.gallery", description=__doc__)
+    parser.add_argument("studies", nargs="*", help="default: every study but the suite")
+    parser.add_argument("--out", default="docs/gallery", help="figures' folder")
+    parser.add_argument("--page", default="docs/gallery.md", help="the markdown page")
+    parser.add_argument("--override", action="append", default=[], help="e.g. device=cpu")
+    args = parser.parse_args(argv)
+    out, names = Path(args.out), args.studies or studies()
+    sections = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "mlflow.db"
+        for i, study in enumerate(names):
+            print(f"gallery [{i + 1}/{len(names)}]: {study}", file=sys.stderr, flush=True)
+            seconds = run(study, store, args.override)
+            folder = out / study
+            shutil.rmtree(folder, ignore_errors=True)
+            report = [sys.executable, "-m", "sweeps.report", study, "--out", str(folder)]
+            subprocess.run([*report, "--tracking-uri", f"sqlite:///{store}"], check=True)
+            (folder / "report.html").unlink()
+            sections.append(section(study, folder, Path(args.page), seconds, args.override))
+    header = (
+        "# Gallery\n\nEvery study at its default budget, drawn by `python -m sweeps.gallery` "
+        "from what MLflow recorded.\n\n"
+    )
+    Path(args.page).write_text(header + "\n".join(sections))
+    print(f"gallery: {args.page} and {out}/", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
