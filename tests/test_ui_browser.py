@@ -2,8 +2,8 @@
 (tests/servers.py), then looked at in Debian's headless Chromium, driven by Playwright.
 
 It opens the runs table the study prints (the machine-learning view), expands the study's
-row to show its five variants, checks their colour swatches, opens the study's run page and
-its figure artifact. Screenshots of each step go to test-artifacts/ui/, 1400x900, for the
+row to show its five variants, checks their colour swatches, opens the study's run page, its
+figure artifact and its report.html. Screenshots of each step go to test-artifacts/ui/, 1400x900, for the
 README's "Looking at results"; where a step fails, failure.png shows the page it failed on.
 
 The browser is the system's, not a Playwright download: `chromium` on PATH (Debian's package;
@@ -93,7 +93,7 @@ def test_study_in_the_mlflow_ui(
     proc = command(
         tmp_path,
         "+experiment=optimizers",
-        "train.iterations=20",
+        "train.iterations=150",  # enough for the figure in the screenshots to show a descent
         "dataset.train_size=200",
         "train.progress=false",
         "device=cpu",
@@ -173,6 +173,15 @@ def test_study_in_the_mlflow_ui(
         natural = image.evaluate("i => i.decode().then(() => [i.naturalWidth, i.naturalHeight])")
         assert natural == [width, height], (natural, width, height)
         page.screenshot(path=SHOTS / "parent-figure.png")
+
+        # report.html, which the artifact viewer shows in a frame: the whole study on a page.
+        page.get_by_test_id("artifact-tree-node").filter(has_text="report.html").click()
+        report = page.frame_locator("iframe").first
+        expect(report.get_by_role("heading", name="Summary")).to_be_visible()
+        expect(report.get_by_role("img", name=FIGURE)).to_be_visible()
+        for name in VARIANTS:
+            expect(report.get_by_role("link", name=name, exact=True)).to_be_visible()
+        page.screenshot(path=SHOTS / "report.png")
     except BaseException:
         with contextlib.suppress(Exception):  # the error to report is the one above
             page.screenshot(path=SHOTS / "failure.png")
