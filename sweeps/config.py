@@ -157,6 +157,8 @@ class SearchConfig:
 @dataclass
 class Config:
     study: str = "default"
+    # What the study reproduces, in one line: `--help` lists it (sweeps.run.studies_help).
+    description: str = ""
     # Reuse the finished variants of an interrupted run of the same study and config.
     resume: bool = True
     kind: str = "train"  # a module of sweeps/kinds/; `+search` turns `train` into `search`
@@ -192,8 +194,16 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-# Settings that change how a study runs or where it is recorded, not what it computes.
-NOT_RESULTS = ("tracking", "resume", "train.progress", "train.threads", "train.max_members")
+# Settings that change how a study runs, where it is recorded or how it is described, not what
+# it computes.
+NOT_RESULTS = (
+    "tracking",
+    "resume",
+    "train.progress",
+    "train.threads",
+    "train.max_members",
+    "description",
+)
 
 
 def config_hash(cfg: DictConfig) -> str:

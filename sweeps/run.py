@@ -1,7 +1,9 @@
 """Entry point: `python -m sweeps.run +experiment=NAME [overrides]`.
 
 Hydra composes the config; the kind registry (`sweeps.kinds`) runs it. Heavy imports (torch,
-mlflow) happen inside the kind, so `--help` and Hydra's own errors are instant.
+mlflow) happen inside the kind, so `--help` and Hydra's own errors are instant. `--help` lists
+the studies, one line each from the `description` of `conf/experiment/NAME.yaml`, above
+Hydra's usual help (conf/hydra/help/sweeps.yaml).
 
 Exit codes: 0 done, 2 bad input (one line naming the key, the value and what is valid, Hydra's
 composition errors included), 130 interrupted (Ctrl-C; the runs left open are closed KILLED).
@@ -13,14 +15,31 @@ import sys
 
 import hydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeps.config import register
+from sweeps.config import CONF_DIR, config_names, register
 from sweeps.errors import UserError
 
-register()
 log = logging.getLogger("sweeps")
+
+
+def studies_help() -> str:
+    """The `${studies:}` of the `--help` template: a line per study, its name and its
+    `description`. Read from the files rather than composed, so that `--help` stays instant,
+    and from the files rather than a list here, so that a new study cannot be missing."""
+    names = config_names("experiment")
+    width = max(map(len, names))
+    lines = []
+    for name in names:
+        description = OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").get("description")
+        lines.append(f"  {name:<{width}}  {description or ''}".rstrip())
+    return "\n".join(lines).replace("$", "$$")  # Hydra then fills the template's $NAMEs
+
+
+register()
+if not OmegaConf.has_resolver("studies"):
+    OmegaConf.register_new_resolver("studies", studies_help)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
