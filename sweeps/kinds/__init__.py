@@ -9,19 +9,23 @@ A kind module `sweeps/kinds/NAME.py` has
 
 An experiment picks its kind with `kind: NAME`; `+search=...` on a `train` study picks
 `search`. Adding a kind is one new module here and one experiment file in conf/experiment/:
-nothing else lists the kinds. Modules are imported only when their kind runs.
+nothing else lists the kinds. Modules are imported only when their kind runs, and pandas and
+the recording (numpy, the store's helpers) only once the config has passed `validate`, so a
+bad value is reported without paying for them.
 """
 
 import importlib
 import pkgutil
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from omegaconf import DictConfig
 
 from sweeps.config import check_choice, validate
 from sweeps.errors import ConfigError
-from sweeps.recording import check_tracking, tracking_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def names() -> list[str]:
@@ -46,10 +50,12 @@ def get(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def run_study(cfg: DictConfig) -> pd.DataFrame:
+def run_study(cfg: DictConfig) -> "pd.DataFrame":
     """Run the study `cfg` describes with its kind; returns its table (also printed)."""
     validate(cfg)
     kind = get(kind_of(cfg))
+    from sweeps.recording import check_tracking, tracking_uri
+
     check_tracking(tracking_uri(cfg.tracking.uri))
     from sweeps.device import set_threads
 
