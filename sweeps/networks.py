@@ -11,6 +11,7 @@ constructor's complaint, and data that does not fit the network (named by its la
 reported before any training starts.
 """
 
+import contextlib
 import functools
 import json
 import math
@@ -128,7 +129,7 @@ class Probe:
 
     output_shape: tuple[int, ...] | None  # None: the network did not return a tensor
     parameters: int
-    flops: int  # per sample, as PyTorch's flop counter counts them (2 per multiply-add)
+    flops: int | None  # per sample, as PyTorch's flop counter counts them; None: not asked
     activations: int  # elements per sample, every leaf layer's output
 
 
@@ -137,20 +138,29 @@ class ProbeError(Exception):
 
 
 PROBE_BATCH = 2
+# Networks with at most this many bytes of parameters are probed on the CPU: running on the
+# meta device, like counting flops, imports torch._dynamo, about 1.4 s of every study's start
+# (benchmarks/startup.py), while a small network's CPU pass takes milliseconds.
+CPU_PROBE_BYTES = 2**28
 
 
 @functools.lru_cache(maxsize=256)
-def _probe(model_json: str, sample_shape: tuple[int, ...]) -> Probe:
+def _probe(model_json: str, sample_shape: tuple[int, ...], flops: bool) -> Probe:
     model = json.loads(model_json)
-    for device in ("meta", "cpu"):
+    with torch.device("meta"):
+        size = parameter_count(build(model))
+    devices = ("cpu",) if 4 * size <= CPU_PROBE_BYTES else ("meta", "cpu")
+    for device in devices:
         # The meta device allocates nothing; a network that reads a tensor's value (`.item()`,
-        # Python control flow) cannot run there, and is probed on the CPU instead.
-        with torch.device(device):
+        # Python control flow) cannot run there, and is probed on the CPU instead. On the CPU
+        # the global random state is put back: building draws initial weights.
+        with torch.random.fork_rng(devices=[]), torch.device(device):
             net = build(model)
         net.eval()
         trace = Trace(net)
+        counter = FlopCounterMode(display=False) if flops else None
         try:
-            with FlopCounterMode(display=False) as counter:
+            with counter or contextlib.nullcontext():
                 out = net(torch.zeros(PROBE_BATCH, *sample_shape, device=device))
         except Exception as err:  # a user's network may fail in any way: report it
             if device == "cpu":
@@ -159,25 +169,30 @@ def _probe(model_json: str, sample_shape: tuple[int, ...]) -> Probe:
         finally:
             trace.remove()
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-        flops = math.ceil(counter.get_total_flops() / PROBE_BATCH)
-        return Probe(shape, parameter_count(net), flops, trace.activations // PROBE_BATCH)
+        count = math.ceil(counter.get_total_flops() / PROBE_BATCH) if counter else None
+        return Probe(shape, parameter_count(net), count, trace.activations // PROBE_BATCH)
     raise AssertionError("unreachable: the CPU attempt returns or raises")
 
 
-def probe(model: Mapping[str, Any], sample_shape: Sequence[int]) -> Probe:
-    """One forward pass of two samples through the network, on the meta device when it can
-    run there (no memory, no random draws), else on the CPU; cached per config and shape."""
-    return _probe(json.dumps(dict(model), sort_keys=True), tuple(sample_shape))
+def probe(model: Mapping[str, Any], sample_shape: Sequence[int], flops: bool = False) -> Probe:
+    """One forward pass of two samples through the network, on the CPU for a network of up
+    to `CPU_PROBE_BYTES` of parameters, else on the meta device when it can run there (no
+    memory); cached per config and shape. `flops`: count them too (slower to start)."""
+    return _probe(json.dumps(dict(model), sort_keys=True), tuple(sample_shape), flops)
 
 
 def check_fits(
-    model: Mapping[str, Any], sample_shape: tuple[int, ...], classes: int, data_name: str
+    model: Mapping[str, Any],
+    sample_shape: tuple[int, ...],
+    classes: int,
+    data_name: str,
+    flops: bool = False,
 ) -> Probe:
     """Raise a ConfigError naming the layer when the data's shape does not fit the network,
     or when it gives fewer outputs than the data has classes."""
     where = f"model={label(model)} does not fit {data_name} samples of shape {sample_shape}"
     try:
-        found = probe(model, sample_shape)
+        found = probe(model, sample_shape, flops)
     except ProbeError as err:
         raise ConfigError(f"{where}{err}") from err
     shape = found.output_shape

@@ -87,7 +87,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     data = full.validation_split(cfg.dataset.val_fraction, cfg.dataset.split_seed)
     classes = int(full.train_y.max()) + 1
     probes = {
-        v.name: check_fits(v.model, data.sample_shape, classes, data.name) for _, v in planned
+        v.name: check_fits(v.model, data.sample_shape, classes, data.name, flops=True)
+        for _, v in planned
     }
     for one, v in planned:
         check_memory([v], one.train, data)
