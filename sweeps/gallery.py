@@ -17,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from sweeps.config import CONF_DIR, config_names
+from sweeps.recording import recorded_study
 from sweeps.tables import format_table
 
 SKIPPED = ("suite",)  # every chapter-6 study again, one after another
+TABLE_ROWS = 16
 
 
 def studies() -> list[str]:
@@ -43,25 +45,26 @@ def run(study: str, store: Path, extra: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def section(study: str, folder: Path, page: Path, seconds: float, extra: list[str]) -> str:
+def provenance(study: str, store: Path) -> str:
+    """Which data and machine the study ran on, from its parent run's tags."""
+    tags = recorded_study(study, None, f"sqlite:///{store}").parent.tags
+    data = f"data `{tags.get('dataset.source', '?')}`"
+    if tags.get("dataset.fallback") == "true":
+        data += " (the offline fallback: not comparable with the full dataset)"
+    return f"{data}; {tags.get('device.name', '?')}, {tags.get('torch.threads', '?')} threads"
+
+
+def section(study: str, folder: Path, page: Path, note: str, extra: list[str]) -> str:
     """The study's gallery entry: its figures, the command that made them, its table."""
     command = " ".join(["python -m sweeps.run", f"+experiment={study}", *extra])
     lines = [f"## {study}", "", description(study), ""]
     for image in sorted(folder.glob("*.png")):
         lines.append(f"![{image.stem}]({image.relative_to(page.parent).as_posix()})")
-    table = format_table(
-        pd.read_csv(folder / "summary.csv").drop(columns="run_id", errors="ignore")
-    )
-    lines += [
-        "",
-        f"`{command}` ({seconds:.0f} s on the machine that drew this page)",
-        "",
-        "```",
-        table,
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+    table = pd.read_csv(folder / "summary.csv").drop(columns="run_id", errors="ignore")
+    lines += ["", f"`{command}` ({note})", "", "```", format_table(table.head(TABLE_ROWS)), "```"]
+    if len(table) > TABLE_ROWS:
+        lines.append(f"({len(table) - TABLE_ROWS} more rows in the study's CSV artifact)")
+    return "\n".join([*lines, ""])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
             report = [sys.executable, "-m", "sweeps.report", study, "--out", str(folder)]
             subprocess.run([*report, "--tracking-uri", f"sqlite:///{store}"], check=True)
             (folder / "report.html").unlink()
-            sections.append(section(study, folder, Path(args.page), seconds, args.override))
+            note = f"{seconds:.0f} s; {provenance(study, store)}"
+            sections.append(section(study, folder, Path(args.page), note, args.override))
     header = (
         "# Gallery\n\nEvery study at its default budget, drawn by `python -m sweeps.gallery` "
         "from what MLflow recorded.\n\n"

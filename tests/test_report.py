@@ -108,7 +108,7 @@ def test_gallery_draws_a_study_from_its_own_store(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = page.read_text()
     assert "![optimizer_paths](gallery/optimizer_paths/optimizer_paths.png)" in text
-    assert "`python -m sweeps.run +experiment=optimizer_paths`" in text
+    assert "`python -m sweeps.run +experiment=optimizer_paths` (" in text and "threads)" in text
     assert "(textbook ch. 6.1.7)" in text and "AdaGrad" in text
     assert (tmp_path / "docs" / "gallery" / "optimizer_paths" / "optimizer_paths.png").is_file()
     assert not (tmp_path / "mlflow.db").exists()  # the gallery's store is its own
