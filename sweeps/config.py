@@ -25,6 +25,12 @@ def config_names(group: str, exclude: tuple[str, ...] = ()) -> list[str]:
     return sorted(p.stem for p in paths if p.stem not in exclude)
 
 
+def study_description(name: str) -> str:
+    """A study's one line (`description` in conf/experiment/NAME.yaml), read from the file
+    rather than composed: `--help` and the gallery list every study without Hydra."""
+    return str(OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").get("description") or "")
+
+
 DATASETS = ("mnist", "fashion_mnist")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweeps.config import CONF_DIR, config_names
+from sweeps.config import config_names, study_description
 from sweeps.recording import recorded_study
 from sweeps.tables import format_table
 
@@ -26,15 +26,7 @@ TABLE_ROWS = 16
 
 def studies() -> list[str]:
     """The experiments the gallery shows, in the order `--help` lists them."""
-    return [name for name in config_names(CONF_DIR / "experiment") if name not in SKIPPED]
-
-
-def description(study: str) -> str:
-    """The experiment's one-line `description`."""
-    for line in (CONF_DIR / "experiment" / f"{study}.yaml").read_text().splitlines():
-        if line.startswith("description:"):
-            return line.removeprefix("description:").strip()
-    return ""
+    return config_names("experiment", SKIPPED)
 
 
 def run(study: str, store: Path, extra: list[str]) -> float:
@@ -57,7 +49,7 @@ def provenance(study: str, store: Path) -> str:
 def section(study: str, folder: Path, page: Path, note: str, extra: list[str]) -> str:
     """The study's gallery entry: its figures, the command that made them, its table."""
     command = " ".join(["python -m sweeps.run", f"+experiment={study}", *extra])
-    lines = [f"## {study}", "", description(study), ""]
+    lines = [f"## {study}", "", study_description(study), ""]
     for image in sorted(folder.glob("*.png")):
         lines.append(f"![{image.stem}]({image.relative_to(page.parent).as_posix()})")
     table = pd.read_csv(folder / "summary.csv").drop(columns="run_id", errors="ignore")

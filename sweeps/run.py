@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeps.config import CONF_DIR, config_names, register
+from sweeps.config import config_names, register, study_description
 from sweeps.errors import UserError
 
 log = logging.getLogger("sweeps")
@@ -32,8 +32,7 @@ def studies_help() -> str:
     width = max(map(len, names))
     lines = []
     for name in names:
-        description = OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").get("description")
-        lines.append(f"  {name:<{width}}  {description or ''}".rstrip())
+        lines.append(f"  {name:<{width}}  {study_description(name)}".rstrip())
     return "\n".join(lines).replace("$", "$$")  # Hydra then fills the template's $NAMEs
 
 
