@@ -40,7 +40,7 @@ def run(study: str, store: Path, extra: list[str]) -> float:
 def provenance(study: str, store: Path) -> str:
     """Which data and machine the study ran on, from its parent run's tags."""
     tags = recorded_study(study, None, f"sqlite:///{store}").parent.tags
-    data = f"data `{tags.get('dataset.source', '?')}`"
+    data = f"data `{tags['dataset.source']}`" if "dataset.source" in tags else "no dataset"
     if tags.get("dataset.fallback") == "true":
         data += " (the offline fallback: not comparable with the full dataset)"
     return f"{data}; {tags.get('device.name', '?')}, {tags.get('torch.threads', '?')} threads"
