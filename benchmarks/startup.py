@@ -34,24 +34,30 @@ Measured on the 2-core development host (2026-11-24, `--repeats 3`, a shared and
     study, existing store               7.15 s  100.0%
     study, new store                    8.27 s  115.8%
 
-The one-iteration study is almost all fixed cost: torch with torch._dynamo (2.8 s), mlflow's
-store with mlflow (2.4 s), pandas and matplotlib (0.8 s) add up to 6.0 of its 7.2 s. Under
-`-X importtime` its slowest imports were torch (through `sweeps.checkpoints`, 1.2 s),
-torch._dynamo (1.1 s, sympy included), mlflow and its SQLAlchemy store (0.7 + 0.9 s), pandas
-(0.2 s) and matplotlib (0.2 s). torch._dynamo is not needed by a training study:
-`sweeps.networks._probe` runs the network on the meta device under `FlopCounterMode`, and both
-reach functions that torch wraps in `torch._disable_dynamo`, which imports torch._dynamo on
-their first call. With the probe on the CPU and no flop counter the study took 5.5 s instead of
-7.2 s (medians of 5 interleaved runs).
+The one-iteration study was almost all fixed cost: torch with torch._dynamo (2.8 s), mlflow's
+store with mlflow (2.4 s), pandas and matplotlib (0.8 s) added up to 6.0 of its 7.2 s.
+torch._dynamo is not needed by a training study: `sweeps.networks._probe` ran the network on
+the meta device under `FlopCounterMode`, and both reach functions that torch wraps in
+`torch._disable_dynamo`, which imports torch._dynamo on their first call. Now networks of up to
+256 MiB of parameters are probed on the CPU and only `kind=architectures` counts flops; the
+same command then measured (2026-11-24, `--repeats 3`):
 
-Before and after making pandas and the recording lazy in `sweeps.kinds` and listing the studies
-in `--help` (medians of 5 interleaved runs of each): a bad value is rejected in 0.55 s instead
-of 0.71 s; `--help` takes 0.65 s instead of 0.60 s (it reads the ten experiment files); the
-study is unchanged (7.2 s vs 7.0 s, within the host's noise), since it imports both anyway.
+    python -c pass                      0.02 s    0.4% of the study
+    --help                              0.59 s   13.0%
+    bad value (train.batch_size=0)      0.54 s   11.7%
+    import torch                        1.41 s   30.7%
+    import torch, torch._dynamo         2.20 s   48.2%
+    import pandas                       0.30 s    6.5%
+    import matplotlib.pyplot            0.36 s    7.9%
+    import mlflow                       1.15 s   25.2%
+    mlflow's SQLAlchemy store           2.05 s   44.7%
+    study, existing store               4.57 s  100.0%
+    study, new store                    5.52 s  120.6%
 
-Run from the repository root:
-
-    python -m benchmarks.startup [--repeats 3] [--imports 12] [--json results.json]
+torch._dynamo is gone from the study's imports (its slowest are now torch through
+`sweeps.checkpoints`, 0.9 s, and mlflow's store, 0.8 + 0.6 s): what is left is torch, mlflow
+and the store, which a study needs. Making pandas and the recording lazy in `sweeps.kinds`
+rejects a bad value in 0.55 s instead of 0.71 s (medians of 5 interleaved runs).
 """
 
 import argparse
