@@ -127,7 +127,7 @@ def model_benchmark(
         seconds = seconds_per_step(step, steps, device)
         progress(f"  {seconds * 1e3:.2f} ms per step ({time.perf_counter() - start:.0f} s)")
         rows.append({"mode": mode, "K": k, "step_ms": seconds * 1e3})
-    flops = 3 * BATCH * probe(model, (1, 28, 28)).flops
+    flops = 3 * BATCH * probe(model, (1, 28, 28), flops=True).flops
     rows.append({"mode": "compute floor (FLOPs at the matmul rate)", "K": 1})
     rows[-1]["step_ms"] = flops / (ceiling * 1e9) * 1e3
     plain = rows[0]["step_ms"]
