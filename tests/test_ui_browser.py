@@ -3,8 +3,9 @@
 
 It opens the runs table the study prints (the machine-learning view), expands the study's
 row to show its five variants, checks their colour swatches, opens the study's run page, its
-figure artifact and its report.html. Screenshots of each step go to test-artifacts/ui/, 1400x900, for the
-README's "Looking at results"; where a step fails, failure.png shows the page it failed on.
+figure artifact and its report.html. Screenshots of each step go to test-artifacts/ui/,
+1400x900, for the README's "Looking at results" (copied to docs/images/ui-*.png); where a step
+fails, failure.png shows the page it failed on.
 
 The browser is the system's, not a Playwright download: `chromium` on PATH (Debian's package;
 .ci/run installs it). Without it the test skips, except in CI, where it fails.
