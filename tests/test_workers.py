@@ -2,6 +2,7 @@
 twice, nothing left RUNNING, results nested under finished parents."""
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -20,7 +21,7 @@ from optuna.trial import TrialState
 from sweeps.config import SearchConfig
 from sweeps.optuna_study import open_storage, open_study
 from sweeps.space import parse_space
-from sweeps.trial_pool import HEARTBEAT, RETRY_OF, WORKER, TrialPool, has_result
+from sweeps.trial_pool import HEARTBEAT, RETRY_OF, RUNS, WORKER, TrialPool, has_result
 from sweeps.workers import HOST, is_dead, worker_id
 
 SPACE = {"optimizer": {"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}}}
@@ -245,19 +246,53 @@ def test_worker_names_tell_dead_from_alive() -> None:
     assert not is_dead(f"elsewhere:{pid}:1")  # another host: only its heartbeat tells
 
 
-def wait_for_running_trial(database: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Return once the Optuna database holds a RUNNING trial, or the process has ended."""
+def query(database: Path, sql: str) -> list[tuple] | None:
+    """Rows from a SQLite store read-only; None while a writer holds it locked or its tables
+    are not made yet."""
+    if not database.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        try:
+            return db.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return None
+
+
+def cut_short(tmp_path: Path, pid: int) -> bool | None:
+    """Whether process `pid` holds a RUNNING trial whose result is in neither store (one a
+    kill now leaves to be retried); None when the stores cannot tell yet."""
+    running = query(
+        tmp_path / "optuna.db",
+        "SELECT w.value_json, r.value_json FROM trials t "
+        f"JOIN trial_user_attributes w ON w.trial_id = t.trial_id AND w.key = '{WORKER}' "
+        f"LEFT JOIN trial_user_attributes r ON r.trial_id = t.trial_id AND r.key = '{RUNS}' "
+        "WHERE t.state = 'RUNNING'",
+    )
+    mine = [
+        runs for worker, runs in running or [] if json.loads(worker).rsplit(":", 2)[1] == str(pid)
+    ]
+    if not mine:
+        return None
+    finished = query(tmp_path / "mlflow.db", "SELECT run_uuid FROM runs WHERE status = 'FINISHED'")
+    if finished is None:
+        return None
+    done = {run_id for (run_id,) in finished}
+    return any(runs is None or json.loads(runs)[0] not in done for runs in mine)
+
+
+def kill_mid_trial(tmp_path: Path, proc: subprocess.Popen, timeout: float = 300) -> bool:
+    """SIGKILL `proc` while a trial it took has no recorded result; whether that happened
+    before `proc` ended. The process is frozen (SIGSTOP) while the stores are read, so what
+    they show is what the kill cuts short, however fast or slow the machine."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if database.exists():
-            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-                try:
-                    row = db.execute("SELECT 1 FROM trials WHERE state = 'RUNNING'").fetchone()
-                except sqlite3.OperationalError:  # locked by a writer for a moment
-                    row = None
-            if row:
-                return
-        time.sleep(0.1)
+        proc.send_signal(signal.SIGSTOP)
+        if cut_short(tmp_path, proc.pid):
+            proc.kill()
+            return True
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    return False
 
 
 @pytest.mark.slow
@@ -276,17 +311,18 @@ def test_twenty_kills_at_random_points_lose_and_repeat_nothing(
         "search.heartbeat=0.5",
         "search.grace=2",
     )
+    cut = 0
     for kill in range(20):
         proc = start(command, tmp_path)
         if kill % 2:
-            # Start-up takes seconds longer on a slow machine, so half the kills wait for a
-            # trial to be running rather than trusting a clock.
-            wait_for_running_trial(tmp_path / "optuna.db", proc)
-            time.sleep(rng.uniform(0.0, 1.0))
+            # A clock says nothing of what a process on a slow machine has reached, so half
+            # the kills are aimed at a trial being trained.
+            cut += kill_mid_trial(tmp_path, proc)
         else:
             time.sleep(rng.uniform(0.2, 12.0))
         proc.kill()
         proc.communicate()
+    assert cut, "no kill landed while a trial was being trained"
     final = start(command, tmp_path)
     _, err = final.communicate(timeout=600)
     assert final.returncode == 0, err[-3000:]
