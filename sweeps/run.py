@@ -18,6 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sweeps import interrupts
 from sweeps.config import config_names, register, study_description
 from sweeps.errors import UserError
 
@@ -71,6 +72,7 @@ def cli() -> None:
     which makes it raise them instead, so this sets it (a user's own setting wins).
     """
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    interrupts.install()
     try:
         main()
     except KeyboardInterrupt as err:

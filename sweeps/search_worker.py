@@ -11,6 +11,7 @@ import sys
 
 from omegaconf import OmegaConf
 
+from sweeps import interrupts
 from sweeps.config import Config, register
 from sweeps.errors import UserError
 
@@ -24,6 +25,7 @@ def main() -> None:
         stream=sys.stderr,
     )
     register()
+    interrupts.install()
     cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(sys.argv[1]))
     from sweeps.kinds import run_study
 

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.counter_rng import uniform
+from sweeps import interrupts
 from sweeps.augment import augment
 from sweeps.config import TrainConfig, check_budget
 from sweeps.data import Dataset
@@ -292,6 +293,7 @@ def train_population(
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for i in tqdm(range(total), desc=desc, unit="it", disable=not train.progress, mininterval=0.5):
+        interrupts.check()
         if train.shared_batches:
             idx = torch.randint(0, n, (train.batch_size,), device=device, generator=generator)
         else:

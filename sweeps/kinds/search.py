@@ -25,6 +25,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from sweeps import interrupts
 from sweeps.data import Dataset, load_data
 from sweeps.device import resolve_device
 from sweeps.errors import ConfigError
@@ -113,6 +114,7 @@ class Search:
         trained = 0
         with pool.running():
             while True:
+                interrupts.check()
                 trials = pool.take()
                 if not trials:
                     if pool.done():

@@ -1,0 +1,38 @@
+"""A Ctrl-C that Python swallows inside a finalizer still stops the study."""
+
+import subprocess
+import sys
+
+SWALLOWED = """
+import gc, os, signal, time
+from sweeps import interrupts
+
+interrupts.install()
+
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while a finalizer runs
+        time.sleep(0.2)
+
+
+Finalized()
+gc.collect()
+print("went on", flush=True)
+try:
+    interrupts.check()
+except KeyboardInterrupt:
+    print("raised again", flush=True)
+interrupts.check()  # once only
+print("done", flush=True)
+"""
+
+
+def test_a_ctrl_c_swallowed_by_a_finalizer_is_raised_again() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", SWALLOWED], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    # Python's own behaviour, which the module exists for: the interrupt was dropped.
+    assert "Exception ignored" in proc.stderr and "KeyboardInterrupt" in proc.stderr
+    assert proc.stdout.split() == ["went", "on", "raised", "again", "done"]
