@@ -110,7 +110,7 @@ class Population:
         return torch.autocast(self.model.flat.device.type, dtype=torch.bfloat16)
 
     def losses(self, x: Tensor, y: Tensor) -> Tensor:
-        """(K,) mean cross-entropy per member, plus 0.5*lambda*sum(W^2) over weights only.
+        """(K,) mean cross-entropy per member; weight decay is added by `gradients`.
 
         x is (B, F) with labels (B,) shared by all members, or (K, B, F) with labels (K, B).
         """
@@ -119,31 +119,38 @@ class Population:
         k, b, c = logits.shape
         targets = (y.expand(k, b) if y.dim() == 1 else y).reshape(-1)
         ce = F.cross_entropy(logits.float().reshape(k * b, c), targets, reduction="none")
-        loss = ce.view(k, b).mean(dim=1)
-        if self.weight_decay is not None:
-            loss = loss + 0.5 * self.weight_decay * self.model.weight_penalty()
-        return loss
+        return ce.view(k, b).mean(dim=1)
 
     def gradients(self, x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
         """(K,) losses and the gradient of every bank. A looped stack runs forward and backward
-        member by member, so only one member's activations are alive at a time."""
+        member by member, so only one member's activations are alive at a time.
+
+        Weight decay is the textbook's: 0.5*lambda*sum(W^2) in the loss and lambda*W in the
+        weights' gradient, added outside autograd, whose backward of the square took a third
+        of the search's step."""
         model = self.model
         if model.vectorized:
             loss = self.loss_fn(x, y)
             grads = torch.autograd.grad(loss.sum(), model.leaves())
-            return loss.detach(), model.bank_grads(grads, flat_out=self.flat_grad)
-        per_member = y.dim() == 2
-        losses = []
-        for k in range(self.size):
-            xk, yk = (x[k], y[k]) if per_member else (x, y)
-            with self._autocast():
-                logits = model.member_forward(k, xk)
-            loss = F.cross_entropy(logits.float(), yk)
-            if self.weight_decay is not None:
-                loss = loss + 0.5 * self.weight_decay[k] * model.member_penalty(k)
-            model.member_grads(k, torch.autograd.grad(loss, model.member_params(k)), self.flat_grad)
-            losses.append(loss.detach())
-        return torch.stack(losses), [self.flat_grad]
+            model.bank_grads(grads, flat_out=self.flat_grad)
+        else:
+            per_member = y.dim() == 2
+            losses = []
+            for k in range(self.size):
+                xk, yk = (x[k], y[k]) if per_member else (x, y)
+                with self._autocast():
+                    logits = model.member_forward(k, xk)
+                member_loss = F.cross_entropy(logits.float(), yk)
+                model.member_grads(
+                    k, torch.autograd.grad(member_loss, model.member_params(k)), self.flat_grad
+                )
+                losses.append(member_loss)
+            loss = torch.stack(losses)
+        loss = loss.detach()
+        if self.weight_decay is not None:
+            loss = loss + 0.5 * self.weight_decay * model.weight_penalty()
+            model.decay_weights(self.flat_grad, self.weight_decay)
+        return loss, [self.flat_grad]
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One update of every live member on (x, y); returns the (K,) pre-update losses."""

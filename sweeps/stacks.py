@@ -191,14 +191,33 @@ class ModuleStack:
             s.view(flat_out[k]).copy_(g)
 
     def weight_penalty(self) -> Tensor:
-        """(K,) sum of squared weights (parameters with 2 or more dimensions)."""
-        if self.vectorized:
-            return sum(self.views[i].pow(2).flatten(1).sum(1) for i in self.weights)
-        return torch.stack([self.member_penalty(k) for k in range(self.members)])
+        """(K,) sum of squared weights (parameters with 2 or more dimensions), outside autograd
+        (`decay_weights` gives its gradient); as squared norms, one read of the weights with no
+        temporary."""
+        with torch.no_grad():
+            norms = [torch.linalg.vector_norm(w, dim=1) for w in self._weight_segments(self.flat)]
+            return sum(n.square() for n in norms)
 
-    def member_penalty(self, k: int) -> Tensor:
-        params = self.member_params(k)
-        return sum(params[i].pow(2).sum() for i in self.weights)
+    def decay_weights(self, grad: Tensor, decay: Tensor) -> None:
+        """grad += decay * W on every member's weights, with `grad` laid out like the bank and
+        `decay` (K,): the gradient of 0.5*decay*sum(W^2), in one pass over the weights where
+        autograd's backward of the square took several."""
+        with torch.no_grad():
+            for g, w in zip(
+                self._weight_segments(grad), self._weight_segments(self.flat), strict=True
+            ):
+                g.addcmul_(w, decay[:, None])
+
+    def _weight_segments(self, bank: Tensor) -> list[Tensor]:
+        """The (K, n) column ranges of a (K, P) bank that hold weights, adjacent ones merged."""
+        ranges: list[list[int]] = []
+        for i in self.weights:
+            slot = self.slots[i]
+            if ranges and ranges[-1][1] == slot.start:
+                ranges[-1][1] = slot.end
+            else:
+                ranges.append([slot.start, slot.end])
+        return [bank[:, a:b] for a, b in ranges]
 
     def member_vector(self, k: int) -> Tensor:
         return self.flat[k]
