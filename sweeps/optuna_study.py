@@ -51,6 +51,11 @@ def validate_search(search: SearchConfig, epochs: int | None) -> None:
             search.batch,
             search.sampler,
         )
+    if search.pruner != "none" and search.curves is False:
+        raise ConfigError(
+            f"search.pruner={search.pruner} judges the curves that search.curves=false turns "
+            "off: drop search.curves=false or set search.pruner=none"
+        )
     if search.pruner != "none" and epochs is None:
         raise ConfigError(
             f"search.pruner={search.pruner} judges trials each epoch: set train.epochs"
@@ -89,6 +94,7 @@ SAME_STUDY = (
     "search.workers=",
     "search.heartbeat=",
     "search.grace=",
+    "search.curves=",
     "train.threads=",
     "tracking.",
     "device=",

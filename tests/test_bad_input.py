@@ -58,6 +58,10 @@ UNWRITABLE = "/proc/sweeps-nowhere"  # no process, root included, can create fil
         ((*SEARCH, "search.workers=0"), "search.workers=0 must be a positive number"),
         ((*SEARCH, "search.grace=5"), "search.grace=5.0 must exceed search.heartbeat=10.0"),
         (
+            (*SEARCH, "train.epochs=2", "search.pruner=median", "search.curves=false"),
+            "search.pruner=median judges the curves that search.curves=false turns off",
+        ),
+        (
             ("tracking.uri=http://127.0.0.1:9/",),
             "tracking.uri=http://127.0.0.1:9/ is not reachable",
         ),

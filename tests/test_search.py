@@ -105,6 +105,20 @@ def test_tiny_search_agrees_with_optuna_and_records_everything(
     assert (folder / "best_trials.png").is_file()
 
 
+@pytest.mark.parametrize("curves", [False, True])
+def test_epoch_curves_reach_optuna_only_when_asked(make_cfg, storage: str, curves: bool) -> None:
+    """Without a pruner the epochs' values are not written to Optuna, a transaction each,
+    unless `search.curves=true`; MLflow has them either way (the test above)."""
+    overrides = ("search.curves=true",) if curves else ()
+    run_study(search_cfg(make_cfg, storage, "search.n_trials=2", *overrides))
+    trials = study_trials(storage)
+    assert len(trials) == 2
+    for t in trials:
+        assert sorted(t.intermediate_values) == ([1, 2] if curves else [])
+        if curves:
+            assert t.intermediate_values[2] == pytest.approx(t.value)
+
+
 def test_same_seed_same_trials(make_cfg, storage: str, tmp_path: Path) -> None:
     first = run_study(search_cfg(make_cfg, storage, "search.n_trials=3"))
     other = f"sqlite:///{tmp_path / 'other.db'}"

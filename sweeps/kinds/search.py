@@ -106,6 +106,8 @@ class Search:
         self.training = Training(data, cfg.train, cfg.seed)
         self.full = full
         self.pruning = cfg.search.pruner != "none"
+        curves = cfg.search.curves
+        self.curves = self.pruning if curves is None else curves
 
     def run_round(self, pool: TrialPool, round_: int) -> int:
         """Take, train and tell batches until the round's study has `n_trials` trials with
@@ -215,13 +217,16 @@ class Search:
                 if epoch in reported[i]:
                     continue
                 reported[i].add(epoch)
-                trials[i].report(float(val_acc[j]), epoch)
+                if self.curves:
+                    trials[i].report(float(val_acc[j]), epoch)
                 if self.pruning and trials[i].should_prune():
                     pruned_at[i] = stop[j] = epoch
             return stop
 
         desc = f"{optuna_study.study_name} trials {trials[0].number}-{trials[-1].number}"
-        result = train_variants(group, replace(self.training, on_epoch=on_epoch), desc)
+        # Without curves or a pruner nobody reads the epochs live: no hook, no host sync.
+        hook = on_epoch if self.curves else None
+        result = train_variants(group, replace(self.training, on_epoch=hook), desc)
         split = self.training.data.eval_split
         for k, (trial, child) in enumerate(zip(trials, children, strict=True)):
             epochs = int(pruned_at[k]) or None
