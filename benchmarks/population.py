@@ -29,10 +29,7 @@ Run from the repository root:
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,7 +43,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from benchmarks import progress
+from benchmarks import progress, timed_study
 from sweeps.config import OptimizerConfig, register
 from sweeps.plan import Variant
 from sweeps.population import Population
@@ -243,25 +240,8 @@ def e2e_runs(cfg: DictConfig) -> list[tuple[str, list[str]]]:
 def study_seconds(experiment: str, device: str, overrides: list[str]) -> float:
     """Wall time of the real study command, in a scratch dir with its own MLflow (and
     Optuna) store."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable,
-            "-m",
-            "sweeps.run",
-            f"+experiment={experiment}",
-            f"tracking.uri=sqlite:///{tmp}/mlflow.db",
-            "train.progress=false",
-            "dataset.download=false",
-            f"device={device}",
-            *overrides,
-        ]
-        start = time.perf_counter()
-        proc = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return seconds
+        return timed_study(Path(tmp), experiment, device, overrides)
 
 
 def end_to_end(

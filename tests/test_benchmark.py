@@ -13,7 +13,7 @@ from helpers import ROOT, command
 from omegaconf import OmegaConf
 from torch import nn
 
-from benchmarks import population
+from benchmarks import population, suite
 from benchmarks.numpy_convnet import SimpleConvNet
 from sweeps.networks import build
 
@@ -83,6 +83,52 @@ def test_whole_command_with_real_studies(tmp_path: Path) -> None:
         "floor_s"
     }
     assert e2e["floor_s"] == e2e["fixed_s"] + 3 * results["step_times"][-1]["step_ms"] / 1e3
+
+
+def test_the_search_floor_is_the_textbook_arithmetic() -> None:
+    """100 trials of MLP 784-100x6-10, 200 steps of batch 100 (3x the forward pass) and an
+    evaluation of 400 + 100 samples after each of 50 epochs: about 2.2 TFLOP (issue 14)."""
+    cfg = population.study_config("hparam_search", [])
+    members = suite.build_variants(cfg, {"base": {}}) * 100
+    per_sample = 2 * (784 * 100 + 5 * 100 * 100 + 100 * 10)  # multiply-adds, 2 flops each
+    flops = suite.training_flops(members, cfg, n_train=400, n_eval=100)
+    assert flops == 100 * per_sample * (3 * 100 * 200 + 500 * 50)
+    assert 2.1e12 < flops < 2.3e12
+
+
+@pytest.mark.slow
+def test_suite_benchmark_reads_every_study_back(tmp_path: Path) -> None:
+    out = tmp_path / "suite.json"
+    proc = command(
+        ROOT,
+        "--device=cpu",
+        "--repeats=1",
+        f"--json={out}",
+        "--overrides",
+        "dataset.train_size=200",
+        "train.epochs=1",
+        module="benchmarks.suite",
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    studies = {row["study"]: row for row in results["studies"]}
+    assert list(studies) == [
+        "optimizers",
+        "optimizer_paths",
+        "weight_init",
+        "activations",
+        "batchnorm",
+        "weight_decay",
+        "dropout",
+        "hparam_search",
+    ]
+    for name, row in studies.items():
+        assert 0 < row["training_s"] < row["wall_s"] or row["floor_s"] is None
+        assert (row["textbook_s"] is None) == (name in ("optimizer_paths", "activations"))
+    totals = results["totals"]
+    assert totals["suite + search"] == totals["suite"] + totals["hparam_search"]
+    assert results["ratio"] == pytest.approx(245 / totals["suite + search"])
 
 
 MODEL_MODES = [
