@@ -316,13 +316,19 @@ class Recorder(Store):
 
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def log_metrics(self, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
-        """(key, value, step) points, all in one `log_batch` call."""
-        from mlflow.entities import Metric
+    def log_metrics(
+        self,
+        run_id: str,
+        points: Iterable[tuple[str, float, int]],
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """(key, value, step) points, and `tags`, all in one `log_batch` call."""
+        from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(value), now, int(step)) for key, value, step in points]
-        self.client.log_batch(run_id, metrics=metrics)
+        run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        self.client.log_batch(run_id, metrics=metrics, tags=run_tags)
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
@@ -448,10 +454,8 @@ class StudyRun:
         points: Iterable[tuple[str, float, int]],
         tags: Mapping[str, Any] | None = None,
     ) -> None:
-        """Log a child's metric points (one batch) and tags, and close it FINISHED."""
-        self.recorder.log_metrics(child, points)
-        if tags:
-            self.recorder.set_tags(child, tags)
+        """Log a child's metric points and tags (one batch), and close it FINISHED."""
+        self.recorder.log_metrics(child, points, tags)
         self.recorder.finish(child)
 
     def log_checkpoint(self, child: str, files: Mapping[str, bytes]) -> None:
