@@ -81,7 +81,7 @@ def study_floor(name: str, parent: Any, overrides: list[str]) -> float | None:
     cfg = study_config(name, overrides)
     tags = parent.data.tags
     n_train = int(tags.get("dataset.train_size", 0))
-    if cfg.kind == "search":
+    if cfg.search is not None:  # `+search` makes any study a search
         base = build_variants(cfg, {"base": {}})
         n_val = int(tags["dataset.val_size"])
         trials = training_flops(base * cfg.search.n_trials, cfg, n_train, n_val)
