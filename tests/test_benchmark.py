@@ -13,7 +13,7 @@ from helpers import ROOT, command
 from omegaconf import OmegaConf
 from torch import nn
 
-from benchmarks import population, suite
+from benchmarks import numpy_optimizers, population, suite
 from benchmarks.numpy_convnet import SimpleConvNet
 from sweeps.networks import build
 
@@ -96,6 +96,27 @@ def test_the_search_floor_is_the_textbook_arithmetic() -> None:
     assert 2.1e12 < flops < 2.3e12
 
 
+def test_the_numpy_optimizer_study_backpropagates_like_autograd() -> None:
+    """The timed NumPy reference computes what the textbook's network does: its gradients
+    are autograd's, and each of its four rules lowers the loss."""
+    rng = np.random.default_rng(0)
+    net = numpy_optimizers.MultiLayerNet(rng)
+    x, t = rng.random((16, 784)), rng.integers(0, 10, 16)
+    grads = net.gradient(x, t)
+    params = {k: torch.tensor(v, requires_grad=True) for k, v in net.params.items()}
+    h = torch.tensor(x)
+    for i in range(1, net.layers + 1):
+        h = h @ params[f"W{i}"] + params[f"b{i}"]
+        h = torch.relu(h) if i < net.layers else h
+    F.cross_entropy(h, torch.tensor(t)).backward()
+    for key, value in params.items():
+        np.testing.assert_allclose(grads[key], value.grad.numpy(), rtol=1e-7, atol=1e-10)
+    seconds, losses = numpy_optimizers.optimizer_study(rng.random((256, 784)), t.repeat(16), 60)
+    assert seconds > 0
+    for curve in losses.values():
+        assert np.mean(curve[-10:]) < np.mean(curve[:10])
+
+
 @pytest.mark.slow
 def test_suite_benchmark_reads_every_study_back(tmp_path: Path) -> None:
     out = tmp_path / "suite.json"
@@ -129,6 +150,8 @@ def test_suite_benchmark_reads_every_study_back(tmp_path: Path) -> None:
     totals = results["totals"]
     assert totals["suite + search"] == totals["suite"] + totals["hparam_search"]
     assert results["ratio"] == pytest.approx(245 / totals["suite + search"])
+    speed = totals["numpy optimizers"] / 31
+    assert results["ratio_today"] == pytest.approx(results["ratio"] * speed)
 
 
 MODEL_MODES = [
