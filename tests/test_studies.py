@@ -28,7 +28,12 @@ def test_weight_init_findings(make_cfg, seed: int) -> None:
     assert table.loc["he", "test_acc"] > 0.8
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+# The regularization claims hold over three seeds; seed 0 in `make test`, all three with
+# `make test-slow` (CI runs both), keeping the default run near its 10 minutes.
+SEEDS = [0, *(pytest.param(seed, marks=pytest.mark.slow) for seed in (1, 2))]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_dropout_shrinks_the_train_test_gap(make_cfg, seed: int) -> None:
     table = run_study(make_cfg("+experiment=dropout", f"seed={seed}")).set_index("variant")
     assert table.loc["none", "train_acc"] > 0.99  # overfits the 300 samples
@@ -36,7 +41,7 @@ def test_dropout_shrinks_the_train_test_gap(make_cfg, seed: int) -> None:
     assert table.loc["dropout=0.2", "gap"] < table.loc["none", "gap"] - 0.03
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_weight_decay_shrinks_the_train_test_gap(make_cfg, debian_fashion, seed: int) -> None:
     """On a full-size test set (Debian's Fashion-MNIST, 10,000 images) the textbook's finding
     holds clearly: lambda=0.1 stops the net from fitting the 300 samples and closes the gap."""
