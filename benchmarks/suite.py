@@ -42,7 +42,6 @@ from omegaconf import DictConfig
 
 from benchmarks import numpy_optimizers, progress, timed_study
 from benchmarks.population import matmul_gflops, study_config
-from sweeps.config import check_budget
 from sweeps.data import load_dataset
 from sweeps.networks import probe
 from sweeps.plan import Variant, build_variants, expand_variants
@@ -72,7 +71,6 @@ def network_flops(variant: Variant) -> int:
 def training_flops(variants: list[Variant], cfg: DictConfig, n_train: int, n_eval: int) -> float:
     """FLOPs to train `variants` on n_train samples and evaluate them on n_train + n_eval
     samples after every epoch (or once, for a budget in iterations)."""
-    check_budget(cfg.train)
     steps, per_epoch = schedule(cfg.train, n_train)
     evaluations = steps // per_epoch if per_epoch else 1
     per_sample = sum(network_flops(v) for v in variants)

@@ -126,8 +126,8 @@ class Population:
         member by member, so only one member's activations are alive at a time.
 
         Weight decay is the textbook's: 0.5*lambda*sum(W^2) in the loss and lambda*W in the
-        weights' gradient, added outside autograd, whose backward of the square took a third
-        of the search's step."""
+        weights' gradient, added outside autograd, whose backward of the square took about a
+        fifth of the search's step."""
         model = self.model
         if model.vectorized:
             loss = self.loss_fn(x, y)

@@ -217,14 +217,14 @@ class Search:
                 if epoch in reported[i]:
                     continue
                 reported[i].add(epoch)
-                if self.curves:
-                    trials[i].report(float(val_acc[j]), epoch)
+                trials[i].report(float(val_acc[j]), epoch)
                 if self.pruning and trials[i].should_prune():
                     pruned_at[i] = stop[j] = epoch
             return stop
 
         desc = f"{optuna_study.study_name} trials {trials[0].number}-{trials[-1].number}"
-        # Without curves or a pruner nobody reads the epochs live: no hook, no host sync.
+        # Curves are on with any pruner; without them nobody reads the epochs live: no hook,
+        # no reports, no host sync.
         hook = on_epoch if self.curves else None
         result = train_variants(group, replace(self.training, on_epoch=hook), desc)
         split = self.training.data.eval_split
