@@ -31,6 +31,23 @@ def study_description(name: str) -> str:
     return str(OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").get("description") or "")
 
 
+def compose_study(name: str, overrides: list[str], key: str = "study") -> DictConfig:
+    """The study `conf/experiment/NAME.yaml` with `overrides`, composed as `python -m
+    sweeps.run +experiment=NAME OVERRIDES` would: for commands that run several studies
+    (`key`: where the name came from, for the error naming an unknown one)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    experiments = config_names("experiment", exclude=("suite",))
+    if name not in experiments:
+        raise ConfigError(f"{key}: unknown study {name!r}; valid: {', '.join(experiments)}")
+    overrides = [f"+experiment={name}", *overrides]
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
 DATASETS = ("mnist", "fashion_mnist")
 
 
@@ -174,6 +191,15 @@ class Config:
     resume: bool = True
     kind: str = "train"  # a module of sweeps/kinds/; `+search` turns `train` into `search`
     seed: int = 0
+    # Repeat the study once per seed (training studies: as one population, members = variants
+    # x seeds); each claim is then judged per seed.
+    seeds: list[int] | None = None
+    # The documents' findings the study tests: NAME: {says: in words, check: an expression of
+    # sweeps.claims, e.g. `final_loss[sgd] >= 3 * final_loss[adam]`}; checked after every run.
+    # Free-form here, so that `+claims.NAME.check=...` adds one; sweeps.claims checks each.
+    claims: dict[str, Any] = field(default_factory=dict)
+    # Overrides that make the study a quick check (`python -m sweeps.verify --budget quick`).
+    quick: list[str] = field(default_factory=list)
     device: str = "auto"
     dataset: DatasetConfig = MISSING
     # conf/model/NAME.yaml: `_target_` (an nn.Module class), its arguments, and the per-member
@@ -214,6 +240,8 @@ NOT_RESULTS = (
     "train.threads",
     "train.max_members",
     "description",
+    "claims",
+    "quick",
 )
 
 
@@ -282,10 +310,19 @@ def validate(cfg: DictConfig) -> None:
     per-variant values by `sweeps.plan`."""
     check_choice("device", cfg.device, DEVICES)
     check_choice("dataset.name", cfg.dataset.name, DATASETS)
-    for key in ("seed", "dataset.split_seed"):
-        value = OmegaConf.select(cfg, key)
+    seeds = {"seed": cfg.seed, "dataset.split_seed": cfg.dataset.split_seed}
+    seeds |= {f"seeds[{i}]": s for i, s in enumerate(cfg.seeds or [])}
+    for key, value in seeds.items():
         if not 0 <= value < SEED_LIMIT:
             raise ConfigError(f"{key}={value} must be in [0, 2^32)")
+    if cfg.seeds is not None and (cfg.kind != "train" or cfg.search is not None):
+        what = "a search" if cfg.search is not None else f"kind={cfg.kind}"
+        raise ConfigError(
+            f"seeds={list(cfg.seeds)} repeats training studies, not {what}: repeat it with "
+            "`python -m sweeps.verify --seeds N` or `-m seed=1,2,3`"
+        )
+    if cfg.seeds is not None and not cfg.seeds:
+        raise ConfigError("seeds=[] names no seed; give seeds=[1,2,3] or leave it unset")
     if not cfg.tracking.experiment:
         raise ConfigError("tracking.experiment must be a non-empty name")
     check_choice("tracking.system_metrics", str(cfg.tracking.system_metrics).lower(), SWITCHES)

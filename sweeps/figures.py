@@ -34,6 +34,20 @@ def colour(i: int) -> str:
 
 
 LINESTYLES = ("-", "--", ":", "-.")
+# Over seeds a line is the mean and a band spans the seeds' min..max: (low, high) frames
+# shaped like the line's frame.
+Band = tuple[pd.DataFrame, pd.DataFrame]
+BAND_ALPHA = 0.2
+
+
+def shade(ax: Any, band: Band | None, name: str, colour: str | None, smooth: bool = False) -> None:
+    """The band of the line `name`, if there is one, in its colour."""
+    if band is None:
+        return
+    low, high = (frame[name].dropna() for frame in band)
+    if smooth:
+        low, high = (pd.Series(smooth_curve(s.to_numpy()), s.index) for s in (low, high))
+    ax.fill_between(low.index, low, high.reindex(low.index), color=colour, alpha=BAND_ALPHA, lw=0)
 
 
 def pyplot() -> Any:
@@ -47,7 +61,11 @@ def pyplot() -> Any:
 
 
 def loss_figure(
-    losses: pd.DataFrame, title: str, smooth: bool = True, ylim: list[float] | None = None
+    losses: pd.DataFrame,
+    title: str,
+    smooth: bool = True,
+    ylim: list[float] | None = None,
+    band: Band | None = None,
 ):
     """Loss curves (index: iteration, one column per variant), as in the textbook's figure."""
     fig, ax = pyplot().subplots(figsize=(7, 5))
@@ -64,6 +82,7 @@ def loss_figure(
             color=colour(i),
             label=name,
         )
+        shade(ax, band, name, colour(i), smooth)
     ax.set_xlabel("iterations")
     ax.set_ylabel("loss (smoothed)" if smooth else "loss")
     if ylim:
@@ -74,9 +93,15 @@ def loss_figure(
     return fig
 
 
-def accuracy_figure(train: pd.DataFrame, test: pd.DataFrame, title: str):
+def accuracy_figure(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    title: str,
+    bands: tuple[Band, Band] | None = None,
+):
     """Train (solid) and test (dashed) accuracy per epoch, one panel per variant, as in the
-    textbook's overfitting figures. Frames: index epoch, one column per variant."""
+    textbook's overfitting figures. Frames: index epoch, one column per variant; `bands`:
+    train's and test's over seeds."""
     n = len(train.columns)
     cols = min(n, 4)
     rows = -(-n // cols)
@@ -87,6 +112,8 @@ def accuracy_figure(train: pd.DataFrame, test: pd.DataFrame, title: str):
         ax.plot(
             test.index, test[name], "--", marker="s", markevery=every, markersize=3, label="test"
         )
+        for band, line in zip(bands or (), ax.lines, strict=False):
+            shade(ax, band, name, line.get_color())
         ax.set_title(str(name))
         ax.set_xlabel("epochs")
         ax.set_ylabel("accuracy")
@@ -99,7 +126,14 @@ def accuracy_figure(train: pd.DataFrame, test: pd.DataFrame, title: str):
     return fig
 
 
-def grid_figure(train: pd.DataFrame, keys: pd.DataFrame, panels: str, lines: str, title: str):
+def grid_figure(
+    train: pd.DataFrame,
+    keys: pd.DataFrame,
+    panels: str,
+    lines: str,
+    title: str,
+    band: Band | None = None,
+):
     """Train accuracy per epoch, a panel per value of `panels`, a line style per value of
     `lines`: the textbook's 4x4 BatchNorm grid (BN solid, no BN dashed, one panel per init
     scale). `keys` is indexed by variant with the columns `panels` and `lines`."""
@@ -112,12 +146,13 @@ def grid_figure(train: pd.DataFrame, keys: pd.DataFrame, panels: str, lines: str
         for j, lv in enumerate(line_values):
             match = keys.index[(keys[panels] == pv) & (keys[lines] == lv)]
             for name in match:
-                ax.plot(
+                (line,) = ax.plot(
                     train.index,
                     train[name],
                     LINESTYLES[j % len(LINESTYLES)],
                     label=grid_label(lines, lv),
                 )
+                shade(ax, band, name, line.get_color())
         ax.set_title(grid_label(panels, pv), fontsize=9)
         ax.set_ylim(0, 1.0)
     for ax in list(axes.flat)[len(panel_values) :]:

@@ -55,6 +55,8 @@ class ReportPage:
     environment: Mapping[str, str]  # provenance and dataset tags
     runs_url: str
     runs: Sequence[RunLink]
+    # The documents' findings and whether they held (`sweeps.verdicts.report_rows`).
+    claims: pd.DataFrame | None = None
 
 
 def png(figure: Any) -> bytes:
@@ -90,6 +92,11 @@ def render(page: ReportPage) -> str:
         for k, v in sorted(page.environment.items())
     )
     claim = f"<p>{esc(page.claim)}</p>" if page.claim else ""
+    claims = (
+        "<h2>Claims</h2>\n" + page.claims.to_html(index=False, border=0)
+        if page.claims is not None and not page.claims.empty
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(page.title)}</title>
 <style>{STYLE}</style></head><body>
@@ -98,6 +105,7 @@ def render(page: ReportPage) -> str:
 <p>Made by <code>{esc(page.command)}</code>. All runs: {_link(page.runs_url, "runs table")}.</p>
 <h2>Summary</h2>
 {table}
+{claims}
 <h2>Figures</h2>
 {figures}
 <h2>Runs</h2>

@@ -11,7 +11,7 @@ architecture form one population; what may differ inside a population is per-mem
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +40,14 @@ class Variant:
     model: dict[str, Any]  # a model config, resolved (see sweeps.networks)
     optimizer: OptimizerConfig
     seed: int
+    # With `seeds`, the replicate seed this member belongs to: its init seed and the seed of
+    # the batch stream it shares with that replicate's other members. None: the study's own.
+    replicate: int | None = None
+
+    @property
+    def base(self) -> str:
+        """The variant's name without its replicate suffix: what claims and figures call it."""
+        return self.name.removesuffix(replicate_suffix(self.replicate))
 
     def architecture(self) -> tuple[Any, ...]:
         """What members of one population must share."""
@@ -63,6 +71,28 @@ UNUSED = "-"  # a param a variant does not have, where others of its study do
 OPTIMIZER_KEYS = tuple(f.name for f in fields(OptimizerConfig))
 # Short names of grid keys whose values are booleans: `BN 1.85e-4` and `noBN 1.85e-4`.
 FLAG_NAMES = {"model.batchnorm": "BN"}
+
+
+def replicate_suffix(seed: int | None) -> str:
+    return "" if seed is None else f" seed={seed}"
+
+
+def expand_replicates(cfg: DictConfig) -> list[Variant]:
+    """The study's variants once per seed of `cfg.seeds` (each replicate expanded with
+    `seed=S`, named `NAME seed=S`), replicates one after another; without `seeds`, the
+    variants themselves. Replicates of one architecture train as one population."""
+    if not cfg.seeds:
+        return expand_variants(cfg)
+    if len(set(cfg.seeds)) < len(cfg.seeds):
+        raise ConfigError(f"seeds={list(cfg.seeds)} repeats a seed")
+    replicas = []
+    for seed in cfg.seeds:
+        one = OmegaConf.merge(cfg, {"seed": seed})
+        replicas += [
+            replace(v, name=v.name + replicate_suffix(seed), replicate=seed)
+            for v in expand_variants(one)
+        ]
+    return replicas
 
 
 def run_params(variants: Sequence[Variant]) -> dict[str, dict[str, Any]]:

@@ -60,6 +60,7 @@ class Population:
         )
         members = [variants[k] for k in self.order]
         self.names = [v.name for v in members]
+        self.replicates = [v.replicate for v in members]
         self.model, self.strategy, self.fallback = build_stack(
             [Member(v.model, v.seed) for v in members], device, strategy, sample_shape
         )

@@ -496,6 +496,12 @@ class StudyRun:
             return
         table = next(iter(tables.values()))
         self.recorder.log_metrics(self.parent, [(k, v, 0) for k, v in summary_metrics(table)])
+        from sweeps import verdicts
+
+        claims = tables.get(verdicts.CLAIMS_FILE)
+        if claims is not None:
+            metrics, tags = verdicts.parent_record(claims)
+            self.log(tags=tags, metrics=metrics)
         self.describe(table, list(figures))
         parent = self.recorder.run(self.parent)
         children = self.recorder.runs(self.experiment_id, {PARENT_TAG: self.parent}, False)
@@ -508,6 +514,7 @@ class StudyRun:
             images,
             self.config_yaml,
             self.claim,
+            claims,
         )
         self.recorder.log_text(self.parent, render(page), REPORT)
 
@@ -625,9 +632,12 @@ def report_page(
     figures: Mapping[str, bytes],
     config_yaml: str,
     claim: str,
+    claims: "pd.DataFrame | None" = None,
 ) -> "ReportPage":
     """What `report.html` shows, from the parent's and children's records and the study's
-    config: the same for the live study and its rebuild from the store."""
+    config (and its claims table, `sweeps.verdicts`): the same for the live study and its
+    rebuild from the store."""
+    from sweeps import verdicts
     from sweeps.html_report import ReportPage, RunLink
 
     order = {name: i for i, name in enumerate(table.get("variant", []))}
@@ -639,6 +649,7 @@ def report_page(
         table=table,
         figures=figures,
         config_yaml=config_yaml,
+        claims=verdicts.report_rows(claims) if claims is not None else None,
         environment={k: v for k, v in parent.tags.items() if k.startswith(ENVIRONMENT)},
         runs_url=ui_url(uri, f"experiments/{experiment_id}/runs?workflowType=machine_learning"),
         runs=[

@@ -19,15 +19,16 @@ from sweeps.figures import pyplot
 from sweeps.html_report import png, render
 from sweeps.recording import REPORT, claim_of, recorded_study, report_page
 from sweeps.tables import format_table
+from sweeps.verdicts import CLAIMS_FILE, console
 
 
 def rebuild(
     experiment: str, run_id: str | None = None, out: str | None = None, uri: str | None = None
 ) -> tuple[pd.DataFrame, Path]:
-    """Write the study's figures, summary.csv and report.html into `out`; return the table and
-    the folder."""
+    """Write the study's figures, tables (summary.csv or trials.csv, claims.csv) and
+    report.html into `out`; return the study's table and the folder."""
     study = recorded_study(experiment, run_id, uri)
-    table, figures = kinds.get(kinds.kind_of(study.config)).rebuild(study)
+    tables, figures = kinds.get(kinds.kind_of(study.config)).rebuild(study)
     folder = Path(out or Path("reports") / experiment / study.parent.run_id)
     folder.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
@@ -36,7 +37,9 @@ def rebuild(
         images[name] = png(fig)
         plt.close(fig)
         (folder / name).write_bytes(images[name])
-    table.to_csv(folder / "summary.csv", index=False)
+    for name, frame in tables.items():
+        frame.to_csv(folder / name, index=False)
+    table = next(iter(tables.values()))
     page = report_page(
         study.store.uri,
         study.experiment_id,
@@ -46,6 +49,7 @@ def rebuild(
         images,
         study.config_yaml,
         claim_of(study.config),
+        tables.get(CLAIMS_FILE),
     )
     (folder / REPORT).write_text(render(page))
     return table, folder
@@ -65,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         table, folder = rebuild(args.experiment, args.run_id, args.out, args.tracking_uri)
     except UserError as err:
         sys.exit(f"error: {err}")
-    print(f"{args.experiment}: figures, summary.csv and {REPORT} in {folder}")
+    print(f"{args.experiment}: figures, tables and {REPORT} in {folder}")
     print(format_table(table))
+    if (folder / CLAIMS_FILE).exists():
+        print(console(pd.read_csv(folder / CLAIMS_FILE)))
 
 
 if __name__ == "__main__":

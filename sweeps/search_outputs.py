@@ -12,9 +12,11 @@ import warnings
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
+from sweeps.claims import Results
 from sweeps.figures import best_trials_figure
 from sweeps.recording import ROLE_TAG, RunRecord, Store
 
@@ -68,15 +70,8 @@ def trials_table(runs: list[RunRecord], space: dict[str, BaseDistribution]) -> p
     return table.drop(columns="_complete").reset_index(drop=True)
 
 
-def optuna_figures(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> dict[str, Any]:
-    """Parameter importance and parallel coordinates over the complete trials.
-
-    A study too small for them (importance needs two or more complete trials and varying
-    values) gets a warning instead of the figure.
-    """
-    import optuna
-    from optuna.visualization import matplotlib as oplt
-
+def trials_study(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> optuna.Study:
+    """An in-memory Optuna study of the complete trials: what Optuna's analyses read."""
     complete = table[table["state"] == "COMPLETE"]
     study = optuna.create_study(direction="maximize")
     study.add_trials(
@@ -87,6 +82,64 @@ def optuna_figures(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> d
         )
         for _, row in complete.iterrows()
     )
+    return study
+
+
+IMPORTANCE_SEED = 0  # fANOVA's forest is random: a claim on importances must not be
+
+
+def importances(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> dict[str, float]:
+    """Each searched parameter's share of the validation accuracy's variance (fANOVA, as the
+    importance figure), NaN where Optuna cannot tell (too few complete trials)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+            found = optuna.importance.get_param_importances(
+                trials_study(table, space), evaluator=evaluator
+            )
+    except (ValueError, RuntimeError) as err:
+        log.warning("parameter importances unavailable: %s", err)
+        found = {}
+    return {key: float(found.get(key, np.nan)) for key in space}
+
+
+def search_results(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> Results:
+    """A search as its claims read it: the complete trials (named `r1 #7`), their validation
+    and train accuracy, their sampled values as params, ranked by validation accuracy for
+    `best N`, and the parameters' importances."""
+    complete = table[table["state"] == "COMPLETE"] if not table.empty else table
+    names = [f"r{r} #{t}" for r, t in zip(complete["round"], complete["trial"], strict=True)]
+    return Results(
+        table=complete[["val_acc", "train_acc"]].set_axis(names),
+        params=complete[list(space)].set_axis(names),
+        score="val_acc",
+        importances=importances(table, space),
+    )
+
+
+def dry_results(space: dict[str, BaseDistribution], trials: int) -> Results:
+    """Results shaped like a search's (`trials` complete trials, all zeros) to check its
+    claims against before any trial runs."""
+    names = [f"r1 #{t}" for t in range(trials)]
+    zeros = pd.DataFrame(0.0, index=names, columns=["val_acc", "train_acc", *space])
+    return Results(
+        table=zeros[["val_acc", "train_acc"]],
+        params=zeros[list(space)],
+        score="val_acc",
+        importances=dict.fromkeys(space, 0.0),
+    )
+
+
+def optuna_figures(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    """Parameter importance and parallel coordinates over the complete trials.
+
+    A study too small for them (importance needs two or more complete trials and varying
+    values) gets a warning instead of the figure.
+    """
+    from optuna.visualization import matplotlib as oplt
+
+    study = trials_study(table, space)
     import matplotlib
 
     figures = {}

@@ -6,9 +6,10 @@ evaluation split (test, or validation in a search).
 
 Batches are drawn with replacement (the textbook's `np.random.choice(train_size, batch_size)`)
 by indexing tensors that already live on the device: one stream shared by every member
-(seeded by the study seed), or with `train.shared_batches=false` one stream per member keyed
-by its seed. Losses stay on the device until training ends, so the loop never waits for the
-host. A population too large for the device's memory is trained in chunks of members.
+(seeded by the study seed; with `seeds`, one per replicate seed), or with
+`train.shared_batches=false` one stream per member keyed by its seed. Losses stay on the
+device until training ends, so the loop never waits for the host. A population too large
+for the device's memory is trained in chunks of members.
 """
 
 import logging
@@ -272,6 +273,27 @@ def train_variants(variants: Sequence[Variant], training: Training, desc: str) -
                 torch.cuda.empty_cache()
 
 
+class BatchStreams:
+    """The shared batch streams of a population: one, seeded by the study's seed, or with
+    replicates (`seeds`) one per replicate seed, each drawing exactly what a study run with
+    that seed alone draws, so replicate S matches `seed=S`."""
+
+    def __init__(self, replicates: Sequence[int | None], seed: int, device: torch.device) -> None:
+        seeds = [seed if r is None else r for r in replicates]
+        distinct = list(dict.fromkeys(seeds))
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in distinct]
+        self.rows = torch.tensor([distinct.index(s) for s in seeds], device=device)
+        self.device = device
+
+    def draw(self, n: int, batch_size: int) -> torch.Tensor:
+        """Indices of the next batch: (B,) shared by every member, or (K, B) by replicate."""
+        draws = [
+            torch.randint(0, n, (batch_size,), device=self.device, generator=g)
+            for g in self.generators
+        ]
+        return draws[0] if len(draws) == 1 else torch.stack(draws)[self.rows]
+
+
 def train_population(
     pop: Population, training: Training, desc: str = "train", members: np.ndarray | None = None
 ) -> TrainResult:
@@ -285,7 +307,7 @@ def train_population(
     total, per_epoch = schedule(train, len(data.train_y))
     check_augment(train, data)
     device = data.train_x.device
-    generator = torch.Generator(device=device).manual_seed(training.seed)
+    streams = BatchStreams(pop.replicates, training.seed, device)
     losses = torch.empty(total, pop.size, device=device)
     epoch_train, epoch_eval = [], []
     n, n_eval = len(data.train_y), len(data.eval_y)
@@ -295,7 +317,7 @@ def train_population(
     for i in tqdm(range(total), desc=desc, unit="it", disable=not train.progress, mininterval=0.5):
         interrupts.check()
         if train.shared_batches:
-            idx = torch.randint(0, n, (train.batch_size,), device=device, generator=generator)
+            idx = streams.draw(n, train.batch_size)
         else:
             u = uniform(pop.model.keys, pop.step_count, BATCH_STREAM, (train.batch_size,))
             idx = (u * n).long().clamp_(max=n - 1)

@@ -13,6 +13,7 @@ from sweeps.errors import ConfigError, UserError
 from sweeps.evaluate import evaluate
 from sweeps.kinds import run_study
 from sweeps.report import rebuild
+from sweeps.tables import format_number
 from tests.helpers import command, runs_by_name
 
 TINY = ["train.epochs=1", "dataset.train_size=300", "train.eval_batch_size=500"]
@@ -21,13 +22,24 @@ TINY = ["train.epochs=1", "dataset.train_size=300", "train.eval_batch_size=500"]
 def test_architectures_study_records_each_network(
     make_cfg, tracking_uri: str, tmp_path: Path
 ) -> None:
-    cfg = make_cfg("+experiment=architectures", "architectures.models=[two_layer,lenet5]", *TINY)
+    cfg = make_cfg(
+        "+experiment=architectures",
+        "architectures.models=[two_layer,lenet5]",
+        "claims.convnets_beat_fully_connected.check='test_acc[lenet5] >= 0 * test_acc[two_layer]'",
+        *TINY,
+    )
     table = run_study(cfg)
     assert list(table.architecture) == ["two_layer", "lenet5"]
     assert list(table.parameters) == [784 * 50 + 50 + 50 * 10 + 10, 61706]
     assert (table.mflops_per_sample > 0).all() and (table.seconds_per_epoch > 0).all()
     runs = runs_by_name(tracking_uri, "architectures")
     lenet = runs["lenet5"].data
+    # The study's claim, judged on its table, on the parent run.
+    parent = runs["architectures"].data
+    assert parent.metrics["claim/convnets_beat_fully_connected"] == 1.0
+    held = parent.tags["claim.convnets_beat_fully_connected"]
+    lenet_acc = format_number(table.test_acc[1])
+    assert held == f"held: test_acc[lenet5] = {lenet_acc}; 0 * test_acc[two_layer] = 0.0000"
     assert lenet.tags["model.name"] == "lenet5"
     assert lenet.tags["population.strategy"] == "loop"
     assert runs["two_layer"].data.tags["population.strategy"] == "vmap"
@@ -130,6 +142,7 @@ def test_a_grid_over_an_architecture_key_trains_one_population_each(
         "~variants.momentum",
         "~variants.adagrad",
         "~variants.rmsprop",
+        "~claims.adaptive_rules_learn_faster",
         "train.iterations=3",
     )
     run_study(cfg)

@@ -53,6 +53,37 @@ UNWRITABLE = "/proc/sweeps-nowhere"  # no process, root included, can create fil
             ("+experiment=batchnorm", "report.panels=foo"),
             "report.panels='foo' is not a variant key; valid: model._target_, model.activation",
         ),
+        (
+            (*STUDY, "claims.adaptive_rules_learn_faster.check='final_loss[sdg] > 1'"),
+            "claims.adaptive_rules_learn_faster: unknown variant 'sdg' in final_loss[sdg]; "
+            "variants (aliases): sgd, momentum",
+        ),
+        (
+            (*STUDY, "+claims.mine.check='final_los[sgd] > 1'"),
+            "claims.mine: unknown metric 'final_los' in final_los[sgd]; valid: final_loss,",
+        ),
+        (
+            (*STUDY, "+claims.mine.check='final_loss[sgd] > 1 or 2'"),
+            "claims.mine: at column 21 of 'final_loss[sgd] > 1 or 2': 'or' is not supported",
+        ),
+        (
+            (*STUDY, "~variants.momentum"),
+            "unknown variant 'momentum' in final_loss[momentum, adagrad, adam]; variants (aliases)"
+            ": sgd, adagrad, rmsprop, adam; or '*', 'best N', KEY=VALUE over a param (to run "
+            "without this claim: ~claims.adaptive_rules_learn_faster;",
+        ),
+        (
+            (
+                "+experiment=batchnorm",
+                "claims.batchnorm_robust_to_init_scale.check="
+                "'count(train_acc[model.batchnorm=maybe] > 0) >= 1'",
+            ),
+            "model.batchnorm=maybe",
+        ),
+        ((*STUDY, "seeds=[1,1]"), "seeds=[1, 1] repeats a seed"),
+        ((*STUDY, "seeds=[]"), "seeds=[] names no seed"),
+        ((*STUDY, "seeds=[-1]"), "seeds[0]=-1 must be in [0, 2^32)"),
+        ((*SEARCH, "seeds=[1,2]"), "seeds=[1, 2] repeats training studies, not a search"),
         ((*SEARCH, "seed=-1"), "seed=-1 must be in [0, 2^32)"),
         ((*SEARCH, "train.batch_size=-5"), "train.batch_size=-5 must be a positive number"),
         ((*SEARCH, "search.workers=0"), "search.workers=0 must be a positive number"),

@@ -196,6 +196,7 @@ def test_diverged_variant_is_tagged_and_the_others_finish(make_cfg, tracking_uri
             "~variants.momentum",
             "~variants.adagrad",
             "~variants.rmsprop",
+            "~claims.adaptive_rules_learn_faster",
             "variants.adam.optimizer.lr=1e30",
             "train.shared_batches=false",
             "train.max_members=1",

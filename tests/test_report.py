@@ -33,11 +33,16 @@ def test_training_study_table_and_figures_rebuilt(
     original = run_study(cfg)
     table, folder = rebuild(cfg.study, out=str(tmp_path / "out"), uri=tracking_uri)
     pd.testing.assert_frame_equal(table[COLUMNS], original[COLUMNS], check_dtype=False)
-    assert {p.name for p in folder.iterdir()} == figures | {"summary.csv", "report.html"}
-    # the page logged by the study is the page rebuilt from the store, figures included
+    tables = {"summary.csv", "claims.csv", "report.html"}
+    assert {p.name for p in folder.iterdir()} == figures | tables
+    # the page logged by the study is the page rebuilt from the store, figures included, and
+    # so are the claims judged on the store's numbers
     study = recorded_study(cfg.study, None, tracking_uri)
     logged = study.store.artifact(study.parent.run_id, "report.html").decode()
     assert logged == (folder / "report.html").read_text()
+    claims = study.store.artifact(study.parent.run_id, "claims.csv").decode()
+    assert claims == (folder / "claims.csv").read_text()
+    assert "<h2>Claims</h2>" in logged
     for name in figures:
         assert base64.b64encode((folder / name).read_bytes()).decode() in logged
     assert all(f">{v}</a>" in logged for v in original["variant"])

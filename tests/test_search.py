@@ -366,7 +366,8 @@ def test_default_storage_lies_beside_the_mlflow_database(
 
 
 def test_any_training_study_can_be_searched(make_cfg, tracking_uri: str, storage: str) -> None:
-    """The dropout study's variants give way to the trials, with a warning and a tag."""
+    """The dropout study's variants, and the claims about them, give way to the trials, with a
+    warning and a tag."""
     table = run_study(
         make_cfg(
             "+experiment=dropout",
@@ -381,7 +382,8 @@ def test_any_training_study_can_be_searched(make_cfg, tracking_uri: str, storage
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("dropout")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`sweeps.role` = 'study'")
-    assert parent.data.tags["search.ignored"] == "none, d2"
+    assert parent.data.tags["search.ignored"] == "none, d2, claims.dropout_shrinks_gap"
+    assert not any(key.startswith("claim/") for key in parent.data.metrics)
     assert len(trial_runs(tracking_uri, "dropout")) == 2
 
 

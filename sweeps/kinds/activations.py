@@ -126,7 +126,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     return table
 
 
-def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
+def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """The table from the children's last-layer statistics; the histograms from the untrained
     stacks recomputed from the recorded config and seed (MLflow holds only the statistics,
     and the stacks are deterministic)."""
@@ -137,4 +137,4 @@ def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
         last = {k: study.history(v.name, f"layer/{k}")[-1] for k in STATS}
         rows.append(summary_row(v.name, last))
         collected.append((v, layer_outputs(v, probe.samples, probe.width, probe.layers)))
-    return pd.DataFrame(rows), histogram_figures(cfg.study, collected, probe.bins)
+    return {"summary.csv": pd.DataFrame(rows)}, histogram_figures(cfg.study, collected, probe.bins)

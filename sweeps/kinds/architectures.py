@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeps import checkpoints
+from sweeps import checkpoints, verdicts
 from sweeps.config import CONF_DIR, check_positive, config_names
 from sweeps.data import Dataset, load_data
 from sweeps.device import resolve_device
@@ -82,6 +82,9 @@ def plan(cfg: DictConfig) -> list[tuple[DictConfig, Variant]]:
 
 def run(cfg: DictConfig) -> pd.DataFrame:
     planned = plan(cfg)
+    dry = pd.DataFrame(0.0, index=range(len(planned)), columns=COLUMNS)
+    dry["architecture"] = [v.name for _, v in planned]
+    verdicts.check(cfg, verdicts.table_results(dry, "architecture"))
     device = resolve_device(cfg.device)
     full = load_data(cfg.dataset, device)
     data = full.validation_split(cfg.dataset.val_fraction, cfg.dataset.split_seed)
@@ -104,10 +107,20 @@ def run(cfg: DictConfig) -> pd.DataFrame:
             )
             rows.append(train_one(study, child, one, variant, data, full, desc, probe))
         table = pd.DataFrame(rows, columns=COLUMNS)
-        study.log_outputs(figures(table, cfg.study), {"summary.csv": table})
+        judged = judge(cfg, table)
+        study.log_outputs(
+            figures(table, cfg.study), {"summary.csv": table, **verdicts.files(judged)}
+        )
         study.finish()
     show(f"{cfg.study} ({len(table)} networks)", table)
+    verdicts.show(judged)
     return table
+
+
+def judge(cfg: DictConfig, table: pd.DataFrame) -> pd.DataFrame:
+    """The study's claims on its table: one seed, the study's."""
+    results = verdicts.table_results(table, "architecture")
+    return verdicts.judge(verdicts.claims_of(cfg), {cfg.seed: results})
 
 
 def train_one(
@@ -172,8 +185,8 @@ def figures(table: pd.DataFrame, study: str) -> dict[str, Any]:
     return out
 
 
-def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The table and figures from the children's metrics."""
+def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The tables and figures from the children's metrics."""
     rows = []
     for name in study.config.architectures.models:
         m = study.children[name].metrics
@@ -188,4 +201,5 @@ def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
             ]
         )
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return table, figures(table, study.config.study)
+    tables = {"summary.csv": table, **verdicts.files(judge(study.config, table))}
+    return tables, figures(table, study.config.study)

@@ -102,11 +102,12 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     return table
 
 
-def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
+def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """The paths from the children's x and y series."""
     cfg = study.config
     paths = {
         v.name: np.stack([study.history(v.name, "x"), study.history(v.name, "y")], axis=1)
         for v in expand_variants(cfg)
     }
-    return outputs(cfg.study, paths)
+    table, figures = outputs(cfg.study, paths)
+    return {"summary.csv": table}, figures

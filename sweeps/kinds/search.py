@@ -25,7 +25,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from sweeps import interrupts
+from sweeps import interrupts, verdicts
 from sweeps.data import Dataset, load_data
 from sweeps.device import resolve_device
 from sweeps.errors import ConfigError
@@ -50,7 +50,14 @@ from sweeps.recording import (
     study_run,
     tracking_uri,
 )
-from sweeps.search_outputs import PARAMS_TAG, SEARCH_TAG, TRIAL_TAG, search_outputs
+from sweeps.search_outputs import (
+    PARAMS_TAG,
+    SEARCH_TAG,
+    TRIAL_TAG,
+    dry_results,
+    search_outputs,
+    search_results,
+)
 from sweeps.space import Space, describe, narrow, parse_space
 from sweeps.stores import lock
 from sweeps.tables import format_table
@@ -282,7 +289,8 @@ class Search:
         closes the parent run. Returns the table and the console summary."""
         study = self.study
         table, figures = search_outputs(study.recorder, study.experiment_id, self.name, space)
-        study.log_outputs(figures, {"trials.csv": table})
+        judged = judge(self.cfg, table, space)
+        study.log_outputs(figures, {"trials.csv": table, **verdicts.files(judged)})
         complete = table[table["state"] == "COMPLETE"] if not table.empty else table
         shown = format_table(table.head(SHOWN).drop(columns="run_id", errors="ignore"))
         lines = [f"\n{self.cfg.study}: {len(table)} trials, best first\n{shown}"]
@@ -313,6 +321,8 @@ class Search:
                 )
             study.log(metrics=metrics)
         study.finish()
+        if not judged.empty:
+            lines.append(verdicts.console(judged))
         return table, "\n".join(lines) + "\n"
 
 
@@ -338,10 +348,16 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         )
     ignored = list(cfg.variants) + list(cfg.grid)
     if ignored:
+        # A training study's claims are about its variants, which the trials replace.
+        ignored += [f"claims.{name}" for name in cfg.claims]
+        cfg = cfg.copy()
+        cfg.claims = {}
         log.warning(
-            "the search trains its trials from the base config; ignoring variants/grid %s",
+            "the search trains its trials from the base config; ignoring variants/grid "
+            "(and their claims) %s",
             ignored,
         )
+    verdicts.check(cfg, dry_results(space, search.n_trials))
     storage_at = storage_url(search.storage, tracking_uri(cfg.tracking.uri))
     storage = open_storage(storage_at)
     name = search.study_name or default_study_name(cfg)
@@ -412,9 +428,15 @@ def more_workers(cfg: DictConfig, name: str, storage_at: str) -> Iterator[None]:
             )
 
 
-def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The trials table and figures from every trial run of the recorded search."""
+def judge(cfg: DictConfig, table: pd.DataFrame, space: Space) -> pd.DataFrame:
+    """The search's claims on its trials: one seed, the search's."""
+    return verdicts.judge(verdicts.claims_of(cfg), {cfg.seed: search_results(table, space)})
+
+
+def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The trials and claims tables and figures from every trial run of the recorded search."""
     config = study.config
     space = parse_space(OmegaConf.to_container(config.search.space, resolve=True), config.model)
     name = study.parent.tags[SEARCH_TAG]
-    return search_outputs(study.store, study.experiment_id, name, space)
+    table, figures = search_outputs(study.store, study.experiment_id, name, space)
+    return {"trials.csv": table, **verdicts.files(judge(config, table, space))}, figures

@@ -14,16 +14,17 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps import checkpoints
+from sweeps import checkpoints, verdicts
+from sweeps.claims import Claim, Results
 from sweeps.config import config_hash
 from sweeps.data import load_data
 from sweeps.device import resolve_device
 from sweeps.errors import ConfigError
-from sweeps.figures import accuracy_figure, colour, grid_figure, loss_figure
+from sweeps.figures import Band, accuracy_figure, colour, grid_figure, loss_figure
 from sweeps.plan import (
     Variant,
     check_shapes,
-    expand_variants,
+    expand_replicates,
     group_by_architecture,
     run_params,
 )
@@ -38,7 +39,7 @@ from sweeps.recording import (
     provenance_tags,
     study_run,
 )
-from sweeps.tables import show, summary_table
+from sweeps.tables import show, smooth_curve, summary_table
 from sweeps.trainer import Training, TrainResult, check_memory, train_variants
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ Histories = dict[str, dict[str, np.ndarray]]
 
 def run(cfg: DictConfig) -> pd.DataFrame:
     """Train every variant, record each in a child run; returns the summary table."""
-    variants = expand_variants(cfg)
+    variants = expand_replicates(cfg)
     check_report(cfg, variants)
+    claims = verdicts.check(cfg, dry_results(cfg, variants))
     groups = group_by_architecture(variants)
     epoch_based = cfg.train.epochs is not None
     device = resolve_device(cfg.device)
@@ -92,10 +94,13 @@ def run(cfg: DictConfig) -> pd.DataFrame:
                 }
         order = [v.name for v in variants]  # reused variants came first
         histories = {key: {n: h[n] for n in order if n in h} for key, h in histories.items()}
-        table, figures = outputs(cfg, variants, histories, {n: finals[n] for n in order})
-        study.log_outputs(figures, {"summary.csv": table})
+        table, figures, judged = outputs(
+            cfg, variants, histories, {n: finals[n] for n in order}, claims
+        )
+        study.log_outputs(figures, {"summary.csv": table, **verdicts.files(judged)})
         study.finish()
     show(f"{cfg.study} ({len(table)} variants)", table)
+    verdicts.show(judged)
     return table
 
 
@@ -147,16 +152,17 @@ def train_group(
     return result
 
 
-def rebuild(study: RecordedStudy) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The table and figures from the children's params and metric histories."""
+def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The tables and figures from the children's params and metric histories."""
     cfg = study.config
-    variants = expand_variants(cfg)
+    variants = expand_replicates(cfg)
     epoch_based = cfg.train.epochs is not None
     histories: Histories = {"loss": {}, "train": {}, "test": {}}
     finals: dict[str, dict[str, Any]] = {}
     for v in variants:
         recorded(study.store, study.children[v.name], v.name, epoch_based, histories, finals)
-    return outputs(cfg, variants, histories, finals)
+    table, figures, judged = outputs(cfg, variants, histories, finals, verdicts.claims_of(cfg))
+    return {"summary.csv": table, **verdicts.files(judged)}, figures
 
 
 def recorded(
@@ -185,35 +191,127 @@ def outputs(
     variants: list[Variant],
     histories: Histories,
     finals: dict[str, dict[str, Any]],
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The study's summary table and figures (file name -> figure).
+    claims: list[Claim],
+) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
+    """The study's summary table, figures (file name -> figure) and claims table.
 
     `finals`: train_acc, test_acc, seconds, diverged by variant. The study's figure
     `STUDY.png` is the textbook's: accuracy curves for epoch-based studies (a panel per
     variant, or the `report.panels` x `report.lines` grid; the loss then goes to
-    `STUDY_loss.png`), else loss curves.
+    `STUDY_loss.png`), else loss curves. Over seeds (`seeds`), each line is the variants'
+    mean with a band from the lowest to the highest seed.
     """
     study, report = cfg.study, cfg.report
-    # Series, not arrays: a diverged variant's loss series ends early (NaN after it).
-    frames = {
-        key: pd.DataFrame({name: pd.Series(h, dtype=float) for name, h in series.items()})
-        for key, series in histories.items()
-    }
-    losses = frames["loss"]
+    frames = history_frames(histories)
     final = pd.DataFrame.from_dict(finals, orient="index")
-    table = summary_table(losses, final, smooth=report.smooth)
+    table = summary_table(frames["loss"], final, smooth=report.smooth)
+    judged = verdicts.judge(claims, seed_results(cfg, variants, frames, table))
+    lines, bands = over_seeds(frames, variants)
+    title = study
+    if bands:
+        seeds = len({v.replicate for v in variants})
+        title = f"{study} (mean of {seeds} seeds; bands: lowest..highest)"
     ylim = list(report.ylim) if report.ylim else None
     figures: dict[str, Any] = {}
-    if len(frames["train"]):
-        epochs = pd.RangeIndex(1, len(frames["train"]) + 1)
-        train, test = frames["train"].set_index(epochs), frames["test"].set_index(epochs)
+    if len(lines["train"]):
+        train, test = per_epoch(lines["train"]), per_epoch(lines["test"])
+        train_band, test_band = (
+            (tuple(map(per_epoch, bands[k])) for k in ("train", "test")) if bands else (None, None)
+        )
         if report.panels and report.lines:
-            keys = pd.DataFrame([v.params() for v in variants], index=[v.name for v in variants])
-            figure = grid_figure(train, keys, report.panels, report.lines, study)
+            first = [v for v in variants if v.replicate == variants[0].replicate]
+            keys = pd.DataFrame([v.params() for v in first], index=[v.base for v in first])
+            figure = grid_figure(train, keys, report.panels, report.lines, title, train_band)
         else:
-            figure = accuracy_figure(train, test, study)
+            both = (train_band, test_band) if bands else None
+            figure = accuracy_figure(train, test, title, both)
         figures[f"{study}.png"] = figure
         ylim = None
     loss_name = f"{study}_loss.png" if figures else f"{study}.png"
-    figures[loss_name] = loss_figure(losses, f"{study}: training loss", report.smooth, ylim)
-    return table, figures
+    figures[loss_name] = loss_figure(
+        lines["loss"], f"{title}: training loss", report.smooth, ylim, bands.get("loss")
+    )
+    return table, figures, judged
+
+
+def per_epoch(frame: pd.DataFrame) -> pd.DataFrame:
+    """A per-epoch frame indexed by epoch, from 1."""
+    return frame.set_axis(pd.RangeIndex(1, len(frame) + 1))
+
+
+def history_frames(histories: Histories) -> dict[str, pd.DataFrame]:
+    """Histories as frames (step x run); series, not arrays: a diverged variant's loss
+    series ends early (NaN after it)."""
+    return {
+        key: pd.DataFrame({name: pd.Series(h, dtype=float) for name, h in series.items()})
+        for key, series in histories.items()
+    }
+
+
+def over_seeds(
+    frames: dict[str, pd.DataFrame], variants: list[Variant]
+) -> tuple[dict[str, pd.DataFrame], dict[str, Band]]:
+    """Each variant's line: its series, or over seeds their mean, with the band from the
+    lowest to the highest seed at each step (none without seeds)."""
+    if all(v.replicate is None for v in variants):
+        return frames, {}
+    base = {v.name: v.base for v in variants}
+    lines, bands = {}, {}
+    for key, frame in frames.items():
+        grouped = frame.T.groupby(lambda name: base[name], sort=False)
+        lines[key] = grouped.mean().T
+        bands[key] = (grouped.min().T, grouped.max().T)
+    return lines, bands
+
+
+def seed_results(
+    cfg: DictConfig, variants: list[Variant], frames: dict[str, pd.DataFrame], table: pd.DataFrame
+) -> dict[int, Results]:
+    """What claims read, per seed: each replicate's final values, params and series
+    (`loss`, smoothed as the figure draws it when `report.smooth`; per epoch `train_acc`,
+    `test_acc` and `gap`), its variants named as without seeds."""
+    aliases = (
+        {}
+        if cfg.grid
+        else {str(key): str((spec or {}).get("name") or key) for key, spec in cfg.variants.items()}
+    )
+    rows = table.set_index("variant")
+    replicates: dict[int, list[Variant]] = {}
+    for v in variants:
+        replicates.setdefault(cfg.seed if v.replicate is None else v.replicate, []).append(v)
+    results = {}
+    for seed, members in replicates.items():
+        names = {v.name: v.base for v in members}
+        losses = frames["loss"][list(names)]
+        if cfg.report.smooth:
+            losses = pd.DataFrame(
+                {n: pd.Series(smooth_curve(losses[n].dropna().to_numpy())) for n in names}
+            )
+        series = {"loss": losses}
+        if len(frames["train"]):
+            train, test = frames["train"][list(names)], frames["test"][list(names)]
+            series |= {"train_acc": train, "test_acc": test, "gap": train - test}
+        results[seed] = Results(
+            table=rows.loc[list(names)].select_dtypes("number").rename(index=names),
+            params=pd.DataFrame([v.params() for v in members], index=list(names.values())),
+            series={k: f.rename(columns=names) for k, f in series.items()},
+            aliases=aliases,
+            score="test_acc",
+        )
+    return results
+
+
+def dry_results(cfg: DictConfig, variants: list[Variant]) -> Results:
+    """Results shaped like the study's, all zeros: the claims are checked against them before
+    any training."""
+    epochs = [0.0] if cfg.train.epochs is not None else []
+    histories: Histories = {
+        "loss": {v.name: np.zeros(1) for v in variants},
+        "train": {v.name: np.asarray(epochs) for v in variants},
+        "test": {v.name: np.asarray(epochs) for v in variants},
+    }
+    frames = history_frames(histories)
+    zero = {"train_acc": 0.0, "test_acc": 0.0, "seconds": 0.0, "diverged": False}
+    final = pd.DataFrame.from_dict({v.name: zero for v in variants}, orient="index")
+    table = summary_table(frames["loss"], final, smooth=False)
+    return next(iter(seed_results(cfg, variants, frames, table).values()))
