@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sweeps import interrupts
 from sweeps.config import config_names, register, study_description
-from sweeps.errors import UserError
+from sweeps.errors import UserError, one_line
 
 log = logging.getLogger("sweeps")
 
@@ -52,17 +52,6 @@ def main(cfg: DictConfig) -> None:
     except UserError as err:
         log.error("%s", err)
         sys.exit(2)
-
-
-def one_line(err: BaseException) -> str:
-    """Hydra's messages span lines ("Could not override 'x'.\\nTo append ..."): join them,
-    less the config search path it appends to a missing option."""
-    message = str(err).split("\nConfig search path:")[0]
-    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    cause = err.__cause__
-    if isinstance(cause, OmegaConfBaseException) and str(cause).splitlines()[0] not in text:
-        text += f" ({str(cause).splitlines()[0].strip()})"
-    return text
 
 
 def cli() -> None:

@@ -22,6 +22,7 @@ ENTRY_POINTS = {
     "sweeps.multirun",
     "sweeps.search_worker",
     "sweeps.gallery",
+    "sweeps.verify",
 }
 
 
