@@ -40,8 +40,9 @@ never through Python's `eval`, so a claim can only read results:
   reads only the last 5 points.
 - `count(test)`: how many elements the test holds for. `importance(NAME)`: a search's
   importance of the param NAME.
-- A test holds when every element of every comparison holds (NaN never does); a claim holds
-  when all its tests hold. There is no `or`, `==` or `!=`.
+- A test holds when every element of every comparison holds (NaN never does, nor does a
+  comparison of no elements); a claim holds when all its tests hold. There is no `or`, `==`
+  or `!=`.
 """
 
 import math
@@ -291,7 +292,8 @@ def _verdict(claim: Claim, results: Results) -> Verdict:
         with np.errstate(divide="ignore", invalid="ignore"):  # dry zeros divide by zero
             for test in claim.tests:
                 holds, values = test.evaluate(results)
-                held = held and bool(holds.all())
+                # a test over no variant (a search with no complete trial) says nothing
+                held = held and holds.size > 0 and bool(holds.all())
                 for operand, vector in zip(test.operands, values, strict=True):
                     if not _literal(operand):
                         numbers[operand.text] = vector.tolist()

@@ -108,10 +108,12 @@ def search_results(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> R
     """A search as its claims read it: the complete trials (named `r1 #7`), their validation
     and train accuracy, their sampled values as params, ranked by validation accuracy for
     `best N`, and the parameters' importances."""
-    complete = table[table["state"] == "COMPLETE"] if not table.empty else table
+    if table.empty:  # no trial run recorded: every claim on the trials fails
+        table = pd.DataFrame(columns=["round", "trial", "state", "val_acc", "train_acc", *space])
+    complete = table[table["state"] == "COMPLETE"]
     names = [f"r{r} #{t}" for r, t in zip(complete["round"], complete["trial"], strict=True)]
     return Results(
-        table=complete[["val_acc", "train_acc"]].set_axis(names),
+        table=complete[["val_acc", "train_acc"]].astype(float).set_axis(names),
         params=complete[list(space)].set_axis(names),
         score="val_acc",
         importances=importances(table, space),

@@ -230,9 +230,7 @@ def test_verdict_numbers_leave_out_literals_and_describe_them_on_one_line() -> N
 def test_describe_summarises_long_vectors_and_spacing_is_normalised() -> None:
     res = results({"x": {f"v{i}": float(i) for i in range(6)}})
     [verdict] = evaluate([parse("c", "x   *  2>=0 and x[ v1 , v2]>0")], res)
-    assert verdict.describe() == (
-        "x * 2 = 6 values, min 0.0000, max 10; x[ v1 , v2] = 1, 2"
-    )
+    assert verdict.describe() == ("x * 2 = 6 values, min 0.0000, max 10; x[ v1 , v2] = 1, 2")
 
 
 # Errors
@@ -410,3 +408,14 @@ def test_search_study() -> None:
         "importance(optimizer.lr)",
     ]
     assert not held("1e-3 <= optimizer.lr[best 25] <= 3e-2", res)
+
+
+def test_a_test_over_no_variant_does_not_hold() -> None:
+    """A search with no complete trial selects nothing: its claims fail, not hold vacuously."""
+    empty = Results(
+        table=pd.DataFrame({"val_acc": []}, dtype=float),
+        params=pd.DataFrame({"optimizer.lr": []}, dtype=float),
+        score="val_acc",
+    )
+    (verdict,) = evaluate([parse("band", "1e-3 <= optimizer.lr[best 10] <= 3e-2")], empty)
+    assert not verdict.held and verdict.numbers == {"optimizer.lr[best 10]": []}
