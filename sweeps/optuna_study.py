@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,14 @@ def default_study_name(cfg: DictConfig) -> str:
 
     if not HydraConfig.initialized():
         return cfg.study
-    overrides = sorted(
-        o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(SAME_STUDY)
-    )
-    return f"{cfg.study}[{','.join(overrides)}]" if overrides else cfg.study
+    return study_name(cfg.study, HydraConfig.get().overrides.task)
+
+
+def study_name(study: str, overrides: Sequence[str]) -> str:
+    """The Optuna study a command with `overrides` searches: `study[OVERRIDES]`, less those
+    that leave what a trial computes unchanged (`SAME_STUDY`)."""
+    kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(SAME_STUDY))
+    return f"{study}[{','.join(kept)}]" if kept else study
 
 
 def round_name(base: str, round_: int) -> str:

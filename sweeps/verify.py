@@ -46,14 +46,26 @@ def invocations(name: str, budget: str, seeds: int, overrides: list[str]) -> lis
     for a training study, else one per seed."""
     base = compose_study(name, overrides, "studies")
     quick = list(base.quick) if budget == "quick" else []
-    cfg = compose_study(name, [*quick, *overrides], "studies")
+    cfg = composed(name, [*quick, *overrides])
     if seeds == 1:
         return [cfg]
     replicates = [cfg.seed + i for i in range(seeds)]
     if cfg.kind == "train" and cfg.search is None:
         listed = ",".join(map(str, replicates))
-        return [compose_study(name, [*quick, *overrides, f"seeds=[{listed}]"], "studies")]
-    return [compose_study(name, [*quick, *overrides, f"seed={s}"], "studies") for s in replicates]
+        return [composed(name, [*quick, *overrides, f"seeds=[{listed}]"])]
+    return [composed(name, [*quick, *overrides, f"seed={s}"]) for s in replicates]
+
+
+def composed(name: str, overrides: list[str]) -> DictConfig:
+    """The study as `python -m sweeps.run +experiment=NAME OVERRIDES` composes it; a search
+    also gets the Optuna study that command would search (named by its overrides), rather
+    than the one every seed and dataset would share without a command line."""
+    cfg = compose_study(name, overrides, "studies")
+    if cfg.search is not None and cfg.search.study_name is None:
+        from sweeps.optuna_study import study_name
+
+        cfg.search.study_name = study_name(cfg.study, overrides)
+    return cfg
 
 
 def recorded_claims(cfg: DictConfig) -> pd.DataFrame:

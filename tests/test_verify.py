@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import optuna
 import pytest
 from helpers import command
 from mlflow import MlflowClient
@@ -11,7 +12,7 @@ from sweeps.verify import studies_with_claims
 CLAIM = "adaptive_rules_learn_faster"
 
 
-def verify(tmp_path: Path, data_cache: Path, *args: str):
+def verify(tmp_path: Path, data_cache: Path, *args: str, timeout: int = 300):
     return command(
         tmp_path,
         *args,
@@ -20,6 +21,7 @@ def verify(tmp_path: Path, data_cache: Path, *args: str):
         f"dataset.cache_dir={data_cache}",
         "train.progress=false",
         module="sweeps.verify",
+        timeout=timeout,
     )
 
 
@@ -57,7 +59,10 @@ def test_verify_exits_1_when_a_claim_fails_at_the_textbook_budget(
     ("args", "message"),
     [
         (("nope",), "studies: unknown study 'nope'; valid: activations, architectures"),
-        (("optimizer_paths",), "study 'optimizer_paths' states no claims; studies with claims:"),
+        (
+            ("optimizers", "~claims.adaptive_rules_learn_faster"),
+            "study 'optimizers' states no claims; studies with claims: activations",
+        ),
         (("optimizers", "train.foo=1"), "Could not override 'train.foo'"),
     ],
 )
@@ -68,3 +73,32 @@ def test_verify_bad_input_exits_2_in_one_line(
     assert proc.returncode == 2, proc.stderr[-3000:]
     (line,) = [x for x in proc.stderr.splitlines() if "error:" in x]
     assert message in line and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_every_claim_holds_at_the_textbook_budget_on_the_embedded_digits(
+    tmp_path: Path, data_cache: Path
+) -> None:
+    """The documents' findings replicate on the embedded digits at their budgets (about 4
+    minutes here, most of it the architectures study)."""
+    proc = verify(tmp_path, data_cache, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    claims = len(studies_with_claims())
+    last = proc.stdout.strip().splitlines()[-1]
+    held, total = (int(n) for n in last.split(" claims held")[0].split(" of "))
+    assert held == total >= claims, last
+
+
+def test_verify_repeats_a_search_once_per_seed_each_in_its_own_optuna_study(
+    tmp_path: Path, data_cache: Path
+) -> None:
+    proc = verify(
+        tmp_path, data_cache, "hparam_search", "search.n_trials=4", "train.epochs=2", "--seeds", "2"
+    )
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    table = proc.stdout.split("over 2 seeds")[1]
+    assert "learning_rate_matters_more_than_decay" in table and " of 2 " in table
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    studies = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert len(studies) == 2 and set(studies.values()) == {4}
+    assert all(name.startswith("hparam_search[") and "seed=" in name for name in studies)
