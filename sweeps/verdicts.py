@@ -60,6 +60,27 @@ def table_results(
     )
 
 
+def aliases(cfg: DictConfig) -> dict[str, str]:
+    """The experiment's variant keys as names claims may use (`std` for `std=0.01`); none for
+    a grid, whose runs are named by their values."""
+    if cfg.grid:
+        return {}
+    return {str(key): str((spec or {}).get("name") or key) for key, spec in cfg.variants.items()}
+
+
+def check_table(cfg: DictConfig, names: Sequence[str], columns: Sequence[str], label: str) -> None:
+    """`check` for a study whose results are one table row per variant (`names`, in its
+    `label` column) with numeric `columns`."""
+    dry = pd.DataFrame(0.0, index=range(len(names)), columns=list(columns))
+    dry[label] = list(names)
+    check(cfg, table_results(dry, label, aliases(cfg)))
+
+
+def judge_table(cfg: DictConfig, table: pd.DataFrame, label: str) -> pd.DataFrame:
+    """`judge` for a study whose results are its table: one seed, the study's."""
+    return judge(claims_of(cfg), {cfg.seed: table_results(table, label, aliases(cfg))})
+
+
 def judge(claims: Sequence[Claim], per_seed: Mapping[int, Results]) -> pd.DataFrame:
     """Every claim on every seed's results: the claims table (`COLUMNS`; `values` holds the
     numbers behind the verdict as JSON, for the statistics over seeds)."""
@@ -110,10 +131,9 @@ def over_seeds(rows: pd.DataFrame) -> str:
         columns = np.asarray(seeds, dtype=float).T
         if len(columns) > 4:
             means = columns.mean(axis=1)
-            parts.append(
-                f"{operand} = {len(columns)} values, means "
-                f"{shown_number(means.min())}..{shown_number(means.max())}"
-            )
+            what = "means" if len(seeds) > 1 else "min"
+            low, high = shown_number(means.min()), shown_number(means.max())
+            parts.append(f"{operand} = {len(columns)} values, {what} {low}..{high}")
         else:
             parts.append(f"{operand} = " + ", ".join(spread(c) for c in columns))
     return "; ".join(parts)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from models.init import init_std
 from models.layers import ACTIVATIONS
+from sweeps import verdicts
 from sweeps.figures import pyplot
 from sweeps.numbers import significant
 from sweeps.plan import Variant, expand_variants, run_params
@@ -99,6 +100,8 @@ def summary_row(name: str, last: dict[str, float]) -> dict[str, object]:
 def run(cfg: DictConfig) -> pd.DataFrame:
     """Each variant's per-layer statistics in its own child run; returns the last layer's."""
     variants = expand_variants(cfg)
+    columns = [f"last_{k}" for k in STATS]
+    verdicts.check_table(cfg, [v.name for v in variants], columns, "variant")
     probe = cfg.probe
     tags = provenance_tags(torch.device("cpu")) | {"seed": cfg.seed}
     with study_run(cfg, tags) as study:
@@ -120,9 +123,11 @@ def run(cfg: DictConfig) -> pd.DataFrame:
             rows.append(summary_row(v.name, stats.iloc[-1].to_dict()))
         figures = histogram_figures(cfg.study, collected, probe.bins)
         table = pd.DataFrame(rows)
-        study.log_outputs(figures, {"summary.csv": table})
+        judged = verdicts.judge_table(cfg, table, "variant")
+        study.log_outputs(figures, {"summary.csv": table, **verdicts.files(judged)})
         study.finish()
     show(f"{cfg.study} ({len(table)} variants)", table)
+    verdicts.show(judged)
     return table
 
 
@@ -137,4 +142,6 @@ def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, An
         last = {k: study.history(v.name, f"layer/{k}")[-1] for k in STATS}
         rows.append(summary_row(v.name, last))
         collected.append((v, layer_outputs(v, probe.samples, probe.width, probe.layers)))
-    return {"summary.csv": pd.DataFrame(rows)}, histogram_figures(cfg.study, collected, probe.bins)
+    table = pd.DataFrame(rows)
+    tables = {"summary.csv": table, **verdicts.files(verdicts.judge_table(cfg, table, "variant"))}
+    return tables, histogram_figures(cfg.study, collected, probe.bins)

@@ -82,9 +82,7 @@ def plan(cfg: DictConfig) -> list[tuple[DictConfig, Variant]]:
 
 def run(cfg: DictConfig) -> pd.DataFrame:
     planned = plan(cfg)
-    dry = pd.DataFrame(0.0, index=range(len(planned)), columns=COLUMNS)
-    dry["architecture"] = [v.name for _, v in planned]
-    verdicts.check(cfg, verdicts.table_results(dry, "architecture"))
+    verdicts.check_table(cfg, [v.name for _, v in planned], COLUMNS[1:], "architecture")
     device = resolve_device(cfg.device)
     full = load_data(cfg.dataset, device)
     data = full.validation_split(cfg.dataset.val_fraction, cfg.dataset.split_seed)
@@ -107,7 +105,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
             )
             rows.append(train_one(study, child, one, variant, data, full, desc, probe))
         table = pd.DataFrame(rows, columns=COLUMNS)
-        judged = judge(cfg, table)
+        judged = verdicts.judge_table(cfg, table, "architecture")
         study.log_outputs(
             figures(table, cfg.study), {"summary.csv": table, **verdicts.files(judged)}
         )
@@ -115,12 +113,6 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     show(f"{cfg.study} ({len(table)} networks)", table)
     verdicts.show(judged)
     return table
-
-
-def judge(cfg: DictConfig, table: pd.DataFrame) -> pd.DataFrame:
-    """The study's claims on its table: one seed, the study's."""
-    results = verdicts.table_results(table, "architecture")
-    return verdicts.judge(verdicts.claims_of(cfg), {cfg.seed: results})
 
 
 def train_one(
@@ -201,5 +193,8 @@ def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, An
             ]
         )
     table = pd.DataFrame(rows, columns=COLUMNS)
-    tables = {"summary.csv": table, **verdicts.files(judge(study.config, table))}
+    tables = {
+        "summary.csv": table,
+        **verdicts.files(verdicts.judge_table(study.config, table, "architecture")),
+    }
     return tables, figures(table, study.config.study)

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
+from sweeps import verdicts
 from sweeps.figures import pyplot
 from sweeps.optimizers import RULES
 from sweeps.plan import Variant, expand_variants, run_params
@@ -68,10 +69,13 @@ def paths_figure(paths: dict[str, np.ndarray], title: str):
     return fig
 
 
+COLUMNS = ["x", "y", "f"]  # where each path ends, and f there
+
+
 def outputs(study: str, paths: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The study's table (each path's end point and f there) and its figure."""
     rows = [
-        {"variant": name, "x": path[-1, 0], "y": path[-1, 1], "f": f(path[-1])}
+        {"variant": name} | dict(zip(COLUMNS, (path[-1, 0], path[-1, 1], f(path[-1])), strict=True))
         for name, path in paths.items()
     ]
     figure = paths_figure(paths, f"{study}: f(x, y) = x^2/20 + y^2")
@@ -81,6 +85,7 @@ def outputs(study: str, paths: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dic
 def run(cfg: DictConfig) -> pd.DataFrame:
     """Each variant's path in its own child run (x, y, f per step); returns the end points."""
     variants = expand_variants(cfg)
+    verdicts.check_table(cfg, [v.name for v in variants], COLUMNS, "variant")
     start, steps = list(cfg.paths.start), cfg.paths.steps
     tags = provenance_tags(torch.device("cpu")) | {"seed": cfg.seed}
     with study_run(cfg, tags) as study:
@@ -96,9 +101,11 @@ def run(cfg: DictConfig) -> pd.DataFrame:
             ]
             study.close_child(child, points)
         table, figures = outputs(cfg.study, paths)
-        study.log_outputs(figures, {"summary.csv": table})
+        judged = verdicts.judge_table(cfg, table, "variant")
+        study.log_outputs(figures, {"summary.csv": table, **verdicts.files(judged)})
         study.finish()
     show(f"{cfg.study} ({len(table)} variants)", table)
+    verdicts.show(judged)
     return table
 
 
@@ -110,4 +117,7 @@ def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, An
         for v in expand_variants(cfg)
     }
     table, figures = outputs(cfg.study, paths)
-    return {"summary.csv": table}, figures
+    return {
+        "summary.csv": table,
+        **verdicts.files(verdicts.judge_table(cfg, table, "variant")),
+    }, figures

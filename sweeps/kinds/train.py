@@ -270,11 +270,6 @@ def seed_results(
     """What claims read, per seed: each replicate's final values, params and series
     (`loss`, smoothed as the figure draws it when `report.smooth`; per epoch `train_acc`,
     `test_acc` and `gap`), its variants named as without seeds."""
-    aliases = (
-        {}
-        if cfg.grid
-        else {str(key): str((spec or {}).get("name") or key) for key, spec in cfg.variants.items()}
-    )
     rows = table.set_index("variant")
     replicates: dict[int, list[Variant]] = {}
     for v in variants:
@@ -295,7 +290,7 @@ def seed_results(
             table=rows.loc[list(names)].select_dtypes("number").rename(index=names),
             params=pd.DataFrame([v.params() for v in members], index=list(names.values())),
             series={k: f.rename(columns=names) for k, f in series.items()},
-            aliases=aliases,
+            aliases=verdicts.aliases(cfg),
             score="test_acc",
         )
     return results
