@@ -107,10 +107,12 @@ def files(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def spread(values: Sequence[float]) -> str:
-    """One number over seeds: the value, or `mean ± std (min..max)`."""
+    """One number over seeds: the value, or `mean ± std (min..max)` (sample std)."""
     a = np.asarray(values, dtype=float)
     if len(a) == 1:
         return shown_number(a[0])
+    if np.allclose(a, a[0], rtol=1e-9, atol=0):  # a study with nothing random in it
+        return f"{shown_number(a[0])} in every seed"
     low, high = shown_number(a.min()), shown_number(a.max())
     return f"{shown_number(a.mean())} ± {a.std(ddof=1):.2g} ({low}..{high})"
 
