@@ -143,15 +143,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         metavar="STUDY | KEY=VALUE",
         help="studies (default: every study with claims) and overrides for all of them, "
-        "e.g. dataset=fashion_mnist device=cpu",
+        "e.g. dataset=fashion_mnist device=cpu '~claims.NAME'",
     )
     parser.add_argument("--budget", choices=BUDGETS, default="textbook")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per study (default 1)")
     args = parser.parse_intermixed_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: give 1 or more")
-    args.overrides = [a for a in args.studies if "=" in a]
-    args.studies = [a for a in args.studies if "=" not in a] or studies_with_claims()
+    overrides = [a for a in args.studies if "=" in a or a.startswith(("~", "+"))]
+    args.studies = [a for a in args.studies if a not in overrides] or studies_with_claims()
+    args.overrides = overrides
     return args
 
 
