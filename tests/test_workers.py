@@ -158,7 +158,8 @@ def test_a_killed_search_resumes_without_losing_or_repeating_a_trial(
                 "tags.`sweeps.role` = 'trial' and attributes.status = 'FINISHED'",
             ):
                 break
-    proc.send_signal(signal.SIGKILL)
+    # then while a trial it took has no result yet: a kill between two batches cuts nothing
+    assert kill_mid_trial(tmp_path, proc), "the search ended before a kill could cut a trial"
     proc.communicate()
     again = start(command, tmp_path)
     _, err = again.communicate(timeout=300)
