@@ -53,6 +53,15 @@ def test_claims_are_judged_per_seed_and_summed_up_over_seeds() -> None:
     assert verdicts.files(verdicts.judge([], {1: results(1, 1)})) == {}
 
 
+def test_a_number_equal_in_every_seed_is_shown_once() -> None:
+    claims = [parse("slow", "final_loss[sgd] >= 3 * final_loss[adam]")]
+    judged = verdicts.judge(claims, {1: results(0.9, 0.1), 2: results(0.9, 0.1)})
+    (row,) = verdicts.summary(judged).to_dict("records")
+    assert row["numbers"] == (
+        "final_loss[sgd] = 0.9000 in every seed; 3 * final_loss[adam] = 0.3000 in every seed"
+    )
+
+
 def test_seeds_train_as_one_population_and_replicate_a_single_seed(
     make_cfg, tracking_uri: str, tmp_path: Path
 ) -> None:
