@@ -137,6 +137,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m sweeps.verify",
         description="Run studies and say whether the documents' findings (each study's "
         "`claims`) held, over seeds.",
+        epilog="Exit status: 0; 1 when a claim failed in a seed at the textbook budget; 2 on "
+        "bad input; 130 on Ctrl-C.",
     )
     parser.add_argument(
         "studies",
@@ -145,7 +147,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="studies (default: every study with claims) and overrides for all of them, "
         "e.g. dataset=fashion_mnist device=cpu '~claims.NAME'",
     )
-    parser.add_argument("--budget", choices=BUDGETS, default="textbook")
+    parser.add_argument(
+        "--budget",
+        choices=BUDGETS,
+        default="textbook",
+        help="textbook: the experiment files' budgets (default); quick: each study's `quick` "
+        "overrides, a check that runs, not a replication",
+    )
     parser.add_argument("--seeds", type=int, default=1, help="seeds per study (default 1)")
     args = parser.parse_intermixed_args(argv)
     if args.seeds < 1:
