@@ -185,7 +185,8 @@ def console(table: pd.DataFrame) -> str:
         return ""
     rows = summary(table)
     held = int((rows["held"] == rows["seeds"]).sum())
-    lines = [f"claims: {held} of {len(rows)} held in every seed"]
+    every = " in every seed" if (rows["seeds"] > 1).any() else ""
+    lines = [f"claims: {held} of {len(rows)} held{every}"]
     for _, row in rows.iterrows():
         mark = "ok  " if row["held"] == row["seeds"] else "FAIL"
         lines.append(f"  {mark} {row['claim']}: {row['says']}")
