@@ -16,6 +16,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.claims import (
+    SHOWN,
     Claim,
     ClaimError,
     Results,
@@ -107,10 +108,8 @@ def files(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def spread(values: Sequence[float]) -> str:
-    """One number over seeds: the value, or `mean ± std (min..max)` (sample std)."""
+    """One number over two or more seeds: `mean ± std (min..max)` (sample std)."""
     a = np.asarray(values, dtype=float)
-    if len(a) == 1:
-        return shown_number(a[0])
     if np.allclose(a, a[0], rtol=1e-9, atol=0):  # a study with nothing random in it
         return f"{shown_number(a[0])} in every seed"
     low, high = shown_number(a.min()), shown_number(a.max())
@@ -119,7 +118,10 @@ def spread(values: Sequence[float]) -> str:
 
 def over_seeds(rows: pd.DataFrame) -> str:
     """The numbers behind one claim over its seeds, element by element: each operand as
-    `text = mean ± std (min..max)`, long vectors as their count and range of means."""
+    `text = mean ± std (min..max)`, long vectors as their count and range of means; for one
+    seed, its verdict's own description."""
+    if len(rows) == 1:
+        return str(rows["numbers"].iloc[0])
     per_operand: dict[str, list[list[float]]] = {}
     for text in rows["values"]:
         for operand, values in json.loads(text).items():
@@ -131,11 +133,10 @@ def over_seeds(rows: pd.DataFrame) -> str:
             parts.append(f"{operand} = {len(seeds)} seeds of {min(lengths)}..{max(lengths)}")
             continue
         columns = np.asarray(seeds, dtype=float).T
-        if len(columns) > 4:
+        if len(columns) > SHOWN:
             means = columns.mean(axis=1)
-            what = "means" if len(seeds) > 1 else "min"
             low, high = shown_number(means.min()), shown_number(means.max())
-            parts.append(f"{operand} = {len(columns)} values, {what} {low}..{high}")
+            parts.append(f"{operand} = {len(columns)} values, means {low}..{high}")
         else:
             parts.append(f"{operand} = " + ", ".join(spread(c) for c in columns))
     return "; ".join(parts)

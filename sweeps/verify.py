@@ -44,9 +44,10 @@ def studies_with_claims() -> list[str]:
 def invocations(name: str, budget: str, seeds: int, overrides: list[str]) -> list[DictConfig]:
     """The configs that run `name` at `budget` over `seeds` seeds: one with `seeds=[...]`
     for a training study, else one per seed."""
-    base = compose_study(name, overrides, "studies")
-    quick = list(base.quick) if budget == "quick" else []
-    cfg = composed(name, [*quick, *overrides])
+    cfg = composed(name, overrides)
+    quick = list(cfg.quick) if budget == "quick" else []
+    if quick:
+        cfg = composed(name, [*quick, *overrides])
     if seeds == 1:
         return [cfg]
     replicates = [cfg.seed + i for i in range(seeds)]
