@@ -7,15 +7,19 @@ store, as a user's first run would:
 2. the fixed cost: the optimizer study with one training iteration (`train.iterations=1`),
    the median of `--repeats` runs, each into a new store;
 3. the optimizer study at its budget;
-4. `+experiment=suite` (optimizers, optimizer_paths, weight_init, activations, batchnorm,
-   weight_decay, dropout) and then `+experiment=hparam_search` (100 trials, 50 epochs) into
-   the same store: the suite plus the search, end to end.
+4. `+experiment=suite suite.workers=1` (optimizers, optimizer_paths, weight_init,
+   activations, batchnorm, weight_decay, dropout, one after another in one process);
+5. `+experiment=suite` (the same studies side by side, one worker process per core) and then
+   `+experiment=hparam_search` (100 trials, 50 epochs) into the same store: the suite plus the
+   search, end to end.
 
 Per study (read back from MLflow): its wall time (the parent run's start to end, so the
-process start is not in it), its training time (each population's `population.seconds`, plus
-the search's retraining), and its arithmetic floor: the FLOPs of its training steps (3x the
-forward pass per sample) and its evaluations (one forward pass per sample evaluated), over the
-ceiling. Studies with no network to train (optimizer_paths, activations) have no floor here.
+process start is not in it; the suite runs its studies side by side, one per core, so there
+each study's wall and training times include sharing the machine with another), its training
+time (each population's `population.seconds`, plus the search's retraining), and its
+arithmetic floor: the FLOPs of its training steps (3x the forward pass per sample) and its
+evaluations (one forward pass per sample evaluated), over the ceiling. Studies with no network
+to train (optimizer_paths, activations) have no floor here.
 
 The textbook's NumPy scripts (ch. 6, "Deep Learning from Scratch") for the same studies, run on
 this kind of 2-core machine and recorded in issue 14 (TEXTBOOK_SECONDS): its code is not in
@@ -94,8 +98,11 @@ def study_floor(name: str, parent: Any, overrides: list[str]) -> float | None:
     return training_flops(expand_variants(cfg), cfg, n_train, int(tags["dataset.test_size"]))
 
 
-def study_rows(store: Path, overrides: list[str], ceiling: float) -> list[dict[str, Any]]:
-    """One row per study run recorded in `store`, in the order they ran."""
+def study_rows(
+    store: Path, overrides: list[str], ceiling: float, order: list[str]
+) -> list[dict[str, Any]]:
+    """One row per study run recorded in `store`, studies in `order` (the suite runs its
+    studies side by side, so the order they started in is not the suite's)."""
     client = MlflowClient(f"sqlite:///{store}")
     rows = []
     for experiment in client.search_experiments():
@@ -130,7 +137,7 @@ def study_rows(store: Path, overrides: list[str], ceiling: float) -> list[dict[s
                     "vs_textbook": None if textbook is None else textbook / wall,
                 }
             )
-    return sorted(rows, key=lambda r: r["start"])
+    return sorted(rows, key=lambda r: (order.index(r["study"]), r["start"]))
 
 
 def numpy_optimizer_seconds() -> float:
@@ -172,13 +179,19 @@ def main() -> None:
         progress("the optimizer study")
         totals["optimizers"] = timed_study(Path(tmp), "optimizers", device, overrides)
     with tempfile.TemporaryDirectory() as tmp:
+        progress("the suite, one study after another: suite.workers=1")
+        totals["suite, in turn"] = timed_study(
+            Path(tmp), "suite", device, [*overrides, "suite.workers=1"]
+        )
+    with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         progress("the suite: python -m sweeps.run +experiment=suite")
         totals["suite"] = timed_study(folder, "suite", device, overrides)
         progress("the search: python -m sweeps.run +experiment=hparam_search")
         totals["hparam_search"] = timed_study(folder, "hparam_search", device, overrides)
         progress("reading the studies back from MLflow")
-        rows = study_rows(folder / "mlflow.db", overrides, ceiling)
+        order = [*study_config("suite", overrides).suite.studies, "hparam_search"]
+        rows = study_rows(folder / "mlflow.db", overrides, ceiling, order)
     totals["suite + search"] = totals["suite"] + totals["hparam_search"]
 
     table = pd.DataFrame(rows).drop(columns="start")
@@ -193,7 +206,8 @@ def main() -> None:
     for key, label in (
         ("fixed", f"fixed cost (optimizers, train.iterations=1, median of {args.repeats})"),
         ("optimizers", "optimizer study"),
-        ("suite", "suite (7 studies)"),
+        ("suite, in turn", "suite (7 studies), one after another (suite.workers=1)"),
+        ("suite", "suite (7 studies), side by side (suite.workers=auto)"),
         ("hparam_search", "search (100 trials)"),
         ("suite + search", "suite + search"),
     ):

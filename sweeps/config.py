@@ -142,6 +142,8 @@ class SuiteConfig:
 
     studies: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    # studies run at once, each in its own worker process: N, or `auto` (sweeps.lanes)
+    workers: str = "auto"
 
 
 @dataclass

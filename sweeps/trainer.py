@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.counter_rng import uniform
-from sweeps import interrupts
+from sweeps import interrupts, lanes
 from sweeps.augment import augment
 from sweeps.config import TrainConfig, check_budget
 from sweeps.data import Dataset
@@ -314,7 +314,15 @@ def train_population(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    for i in tqdm(range(total), desc=desc, unit="it", disable=not train.progress, mininterval=0.5):
+    bar = tqdm(
+        range(total),
+        desc=desc,
+        unit="it",
+        disable=not train.progress,
+        mininterval=0.5,
+        position=lanes.position(),
+    )
+    for i in bar:
         interrupts.check()
         if train.shared_batches:
             idx = streams.draw(n, train.batch_size)

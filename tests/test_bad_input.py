@@ -48,6 +48,10 @@ UNWRITABLE = "/proc/sweeps-nowhere"  # no process, root included, can create fil
             "tracking.system_metrics='maybe' is not valid; choose one of: auto, true, false",
         ),
         (("+experiment=optimizer_paths", "paths.steps=0"), "paths.steps=0 must be a positive"),
+        (
+            ("+experiment=suite", "suite.workers=0"),
+            "suite.workers='0' is not valid; give a positive number or auto",
+        ),
         (("+experiment=activations", "probe.samples=0"), "probe.samples=0 must be a positive"),
         (
             ("+experiment=batchnorm", "report.panels=foo"),

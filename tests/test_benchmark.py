@@ -134,7 +134,7 @@ def test_suite_benchmark_reads_every_study_back(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     studies = {row["study"]: row for row in results["studies"]}
-    # Every study of the suite, in the order it ran them, then the search.
+    # Every study of the suite, in its order, then the search.
     assert list(studies) == [*population.study_config("suite", []).suite.studies, "hparam_search"]
     for name, row in studies.items():
         assert 0 < row["training_s"] < row["wall_s"] or row["floor_s"] is None

@@ -1,12 +1,22 @@
 """The suite: several studies, one command, one combined table."""
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
+from helpers import experiment_runs
 from mlflow import MlflowClient
 
 from sweeps.errors import ConfigError
 from sweeps.kinds import run_study
+from sweeps.lanes import lane_count, run_side_by_side
 
 
 def suite_cfg(make_cfg, studies: list[str], tracking_uri: str, data_cache: Path):
@@ -58,3 +68,136 @@ def test_unknown_study_is_named_with_the_valid_ones(
     with pytest.raises(ConfigError, match="unknown study 'lenet'.*batchnorm"):
         run_study(cfg)
     assert MlflowClient(tracking_uri).get_experiment_by_name("optimizers") is None
+
+
+def test_studies_side_by_side_record_what_they_record_one_after_another(
+    make_cfg, tmp_path: Path, data_cache: Path
+) -> None:
+    tables = {}
+    for workers in ("2", "1"):
+        uri = f"sqlite:///{tmp_path / f'workers{workers}.db'}"
+        cfg = suite_cfg(make_cfg, ["optimizers", "weight_decay"], uri, data_cache)
+        cfg.suite.workers = workers
+        tables[workers] = run_study(cfg)
+        client = MlflowClient(uri)
+        threads = set()
+        for name in ("optimizers", "weight_decay"):
+            experiment = client.get_experiment_by_name(name)
+            runs = client.search_runs([experiment.experiment_id])
+            assert runs and {r.info.status for r in runs} == {"FINISHED"}
+            threads |= {
+                r.data.tags["torch.threads"] for r in runs if "torch.threads" in r.data.tags
+            }
+        # Two workers share the cores; one after another, the studies ran in this process.
+        cores = len(os.sched_getaffinity(0))
+        assert threads == {
+            str(max(1, cores // 2)) if workers == "2" else str(torch.get_num_threads())
+        }
+    pd.testing.assert_frame_equal(
+        tables["2"].drop(columns="seconds"), tables["1"].drop(columns="seconds"), rtol=1e-4
+    )
+
+
+def test_a_failing_study_stops_the_queue_and_the_others_keep_their_runs(
+    make_cfg, tracking_uri: str
+) -> None:
+    ok = make_cfg("+experiment=weight_decay", "train.iterations=5")
+    bad = make_cfg("+experiment=optimizers", "train.iterations=5", "optimizer.beta1=1.5")
+    never = make_cfg("+experiment=dropout", "train.iterations=5")
+    with pytest.raises(ConfigError, match=r"optimizer.beta1=1.5 must be in \[0, 1\)"):
+        run_side_by_side(run_study, [ok, bad, never], 2)
+    client = MlflowClient(tracking_uri)
+    finished = client.search_runs([client.get_experiment_by_name("weight_decay").experiment_id])
+    assert finished and {r.info.status for r in finished} == {"FINISHED"}
+    assert client.get_experiment_by_name("dropout") is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "devices", "cores", "lanes"),
+    [
+        ("auto", {"cpu"}, 2, 2),
+        ("auto", {"cpu"}, 16, 7),
+        ("auto", {"cuda"}, 16, 1),
+        ("auto", {"cpu", "cuda"}, 16, 1),
+        ("3", {"cuda"}, 2, 3),
+        ("12", {"cpu"}, 2, 7),
+    ],
+)
+def test_lanes_are_one_per_core_on_a_cpu_and_one_on_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, setting: str, devices: set[str], cores: int, lanes: int
+) -> None:
+    monkeypatch.setattr("sweeps.lanes.cpu_cores", lambda: cores)
+    assert lane_count(setting, devices, 7) == lanes
+
+
+@pytest.mark.parametrize("setting", ["0", "-1", "two"])
+def test_a_bad_worker_count_is_named_with_what_is_valid(setting: str) -> None:
+    with pytest.raises(ConfigError, match=f"suite.workers='{setting}' is not valid"):
+        lane_count(setting, {"cpu"}, 7)
+
+
+def study_runs(uri: str, name: str) -> list:
+    """The parent runs of study `name` so far; none before its experiment exists."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], "tags.`sweeps.role` = 'study'")
+
+
+@pytest.mark.parametrize("to", ["parent", "terminal"])
+def test_ctrl_c_stops_every_study_side_by_side_and_exits_130(
+    tmp_path: Path, data_cache: Path, to: str
+) -> None:
+    """A terminal's Ctrl-C reaches every process of the group, workers included; a SIGINT to
+    the parent alone is passed on by it. Either way each study stops once."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [
+        sys.executable,
+        "-m",
+        "sweeps.run",
+        "+experiment=suite",
+        "suite.studies=[optimizers,weight_decay,dropout]",
+        "suite.workers=2",
+        "train.iterations=1000000",
+        f"tracking.uri={uri}",
+        "dataset.download=false",
+        f"dataset.cache_dir={data_cache}",
+        "train.progress=false",
+        "device=cpu",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        running = []
+        while time.time() < deadline and len(running) < 2:  # interrupt both while they train
+            time.sleep(0.5)
+            if (tmp_path / "mlflow.db").exists():
+                running = [
+                    r for name in ("optimizers", "weight_decay") for r in study_runs(uri, name)
+                ]
+        assert len(running) == 2, "the two studies did not start side by side"
+        time.sleep(1)
+        if to == "parent":
+            proc.send_signal(signal.SIGINT)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err[-3000:]
+        assert "Traceback" not in err
+        assert "interrupted" in err.strip().splitlines()[-1]
+        runs = experiment_runs(uri, "optimizers") + experiment_runs(uri, "weight_decay")
+        assert {r.info.status for r in runs} == {"KILLED"}
+    finally:  # a failed check leaves no worker training
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert MlflowClient(uri).get_experiment_by_name("dropout") is None

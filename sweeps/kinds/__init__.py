@@ -7,6 +7,9 @@ A kind module `sweeps/kinds/NAME.py` has
   table and figures from what the store holds, for `python -m sweeps.report`. (`suite` has
   none: it records nothing of its own, each of its studies is rebuilt on its own.)
 
+A kind that only runs other studies (`suite`) sets `DELEGATES = True`: the store is checked
+and the threads set by each study it runs, in the process that runs it, not for the kind.
+
 An experiment picks its kind with `kind: NAME`; `+search=...` on a `train` study picks
 `search`. Adding a kind is one new module here and one experiment file in conf/experiment/:
 nothing else lists the kinds. Modules are imported only when their kind runs, and pandas and
@@ -54,6 +57,8 @@ def run_study(cfg: DictConfig) -> "pd.DataFrame":
     """Run the study `cfg` describes with its kind; returns its table (also printed)."""
     validate(cfg)
     kind = get(kind_of(cfg))
+    if getattr(kind, "DELEGATES", False):
+        return kind.run(cfg)
     from sweeps.recording import check_tracking, tracking_uri
 
     check_tracking(tracking_uri(cfg.tracking.uri))
