@@ -18,6 +18,7 @@ is imported when a store is opened, not with this module: the Hydra callback imp
 every invocation, `--help` included.
 """
 
+import importlib.metadata
 import logging
 import os
 import re
@@ -81,7 +82,7 @@ def tracking_uri(configured: str | None) -> str:
     )
 
 
-def _create_mlflow_store(side_url: str) -> None:
+def create_mlflow_store(side_url: str) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     SqlAlchemyStore(side_url, tempfile.gettempdir()).engine.dispose()
@@ -107,7 +108,8 @@ def open_tracking(uri: str) -> None:
     and explain a store a killed migration left behind. Once per store and process: the
     start-up check and every `Recorder` ask for it."""
     if sqlite_path(uri) is not None:
-        create_sqlite(uri, _create_mlflow_store, "tracking.uri")
+        template = f"mlflow-{importlib.metadata.version('mlflow')}.db"
+        create_sqlite(uri, create_mlflow_store, "tracking.uri", template)
     elif not is_server(uri):
         return  # a tracking server, or another store MLflow knows (databricks, ...)
     with lock(uri, "mlflow-schema"):

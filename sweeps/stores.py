@@ -9,12 +9,15 @@ tracking store and Optuna's storage.
   operating system or the server releases it when its holder dies, so a kill never leaves
   it taken. Workers hold it for the few writes that must not interleave (creating schemas,
   queueing and asking trials, failing dead workers' trials).
+- A new MLflow store is a copy of an empty one kept in the user's cache per MLflow version
+  (`templates`), rather than built by MLflow's schema migrations each time.
 - An unreachable server or an unwritable folder is found at start, within seconds, and named
   in one line (`UserError`), before any data is loaded or run opened.
 """
 
 import logging
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -30,6 +33,7 @@ from sweeps.errors import UserError
 
 log = logging.getLogger(__name__)
 
+TEMPLATES_ENV = "SWEEPS_STORE_TEMPLATES"
 CONNECT_TIMEOUT = 5  # seconds: unreachable servers fail well within 10 s
 WAIT_NOTICE = 10  # seconds waiting on another worker's lock before saying so
 
@@ -106,9 +110,45 @@ def lock(url: str, name: str = "sweeps") -> Any:
     return nullcontext()
 
 
-def create_sqlite(url: str, create: Callable[[str], None], key: str) -> None:
+def templates() -> Path:
+    """Where empty stores are kept to be copied: `$SWEEPS_STORE_TEMPLATES`, else the user's
+    cache (`~/.cache/sweeps/stores` on Linux, beside the dataset cache)."""
+    configured = os.environ.get(TEMPLATES_ENV)
+    if configured:
+        return Path(configured)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("sweeps")) / "stores"
+
+
+def _from_template(side: Path, template: str, create: Callable[[str], None]) -> None:
+    """`side` as a copy of the empty store `template`, made once with `create` and kept.
+
+    MLflow builds a new store's tables by running its whole chain of schema migrations,
+    1.3 s of a study's few seconds of fixed cost here (docs/DESIGN.md, "Empty stores from a
+    template"); the result is the same file every time for one MLflow version, which names
+    the template. A cache that cannot be written only means the next store is built again."""
+    kept = templates() / template
+    if kept.exists():
+        shutil.copyfile(kept, side)
+        return
+    create(f"sqlite:///{side}")
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=kept.parent, delete=False) as copy:
+            shutil.copyfile(side, copy.name)
+        os.replace(copy.name, kept)
+    except OSError as err:
+        log.debug("could not keep %s as a template: %s", kept, err)
+
+
+def create_sqlite(
+    url: str, create: Callable[[str], None], key: str, template: str | None = None
+) -> None:
     """Make the SQLite database at `url` with `create(side_url)` unless it exists: built in a
-    side file under the lock, then renamed into place, so it appears whole or not at all."""
+    side file under the lock, then renamed into place, so it appears whole or not at all.
+    With `template` (a name that changes whenever what `create` makes does), a copy of the
+    first one made."""
     path = sqlite_path(url)
     assert path is not None
     check_writable(path.parent, f"{key}={url}")
@@ -119,7 +159,10 @@ def create_sqlite(url: str, create: Callable[[str], None], key: str) -> None:
             return
         side = path.with_name(f".{path.name}.creating")
         side.unlink(missing_ok=True)  # left by a worker killed while creating
-        create(f"sqlite:///{side}")
+        if template:
+            _from_template(side, template, create)
+        else:
+            create(f"sqlite:///{side}")
         os.replace(side, path)
         log.info("created %s", url)
 

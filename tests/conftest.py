@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from sweeps.config import register
 from sweeps.data import Dataset
+from sweeps.stores import TEMPLATES_ENV
 from tests.servers import mlflow_server, postgres, postgres_url  # noqa: F401
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -21,6 +22,15 @@ register()
 def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One dataset cache for the session, so the embedded set is parsed once."""
     return tmp_path_factory.mktemp("data-cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def store_templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Empty stores are copied from templates kept for the session, not in the user's cache
+    (the commands the tests start inherit the variable)."""
+    folder = tmp_path_factory.mktemp("store-templates")
+    os.environ[TEMPLATES_ENV] = str(folder)
+    return folder
 
 
 @pytest.fixture
