@@ -10,12 +10,15 @@ store created (schema, experiment, run or study, trials) before the clock starts
 2. Optuna: `trial.report(value, epoch)` for E epochs x R trials (all asked up front, reported
    epoch by epoch as a population does) on a plain `RDBStorage(url)`, then on the project's
    `sweeps.optuna_study.open_storage(url)` (SQLite WAL, synchronous=NORMAL); ms per report
-   and the ratio.
+   and the ratio;
+3. MLflow: a search's R trial runs (R = `--reports`) closed as `sweeps` closes them, one
+   `log_batch` each of the accuracies per epoch and the loss per iteration
+   (`--steps-per-epoch`, 4 in the textbook's search), then per epoch.
 
 Run from the repository root:
 
     python -m benchmarks.stores [--series 4] [--points 2000] [--reports 100] [--epochs 50]
-        [--json results.json]
+        [--steps-per-epoch 4] [--json results.json]
 """
 
 import argparse
@@ -95,6 +98,25 @@ def time_reports(open_: Callable[[str], Any], trials: int, epochs: int) -> float
         return seconds
 
 
+def time_trial_runs(trials: int, epochs: int, loss_per_epoch: int) -> tuple[float, int]:
+    """(seconds, points) to record a search's trial runs as `sweeps` closes them: one run per
+    trial, one `log_batch` each of `loss_per_epoch` loss points and a train and a validation
+    accuracy per epoch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        client, _ = mlflow_run(tmp)
+        experiment_id = client.get_experiment_by_name("benchmark").experiment_id
+        runs = [client.create_run(experiment_id).info.run_id for _ in range(trials)]
+        now = int(time.time() * 1000)
+        steps = epochs * loss_per_epoch
+        start = time.perf_counter()
+        for i, run_id in enumerate(runs):
+            metrics = [Metric("train/loss", value(i, t), now, t) for t in range(steps)]
+            for key in ("train/acc", "val/acc"):
+                metrics += [Metric(key, value(i, e), now, e + 1) for e in range(epochs)]
+            client.log_batch(run_id, metrics=metrics)
+        return time.perf_counter() - start, trials * (steps + 2 * epochs)
+
+
 def row(store: str, way: str, values: int, seconds: float) -> dict[str, Any]:
     """One line of the table: `values` points or reports written in `seconds`."""
     return {
@@ -112,6 +134,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=2000, help="MLflow points per series")
     parser.add_argument("--reports", type=int, default=100, help="Optuna trials reporting")
     parser.add_argument("--epochs", type=int, default=50, help="Optuna reports per trial")
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=4, help="a search trial's iterations per epoch"
+    )
     parser.add_argument("--json", help="also write every number to this JSON file")
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables" each time
@@ -131,6 +156,14 @@ def main() -> None:
         progress(f"Optuna trial.report, {label}: {args.epochs} epochs x {args.reports} trials")
         rows.append(row("Optuna", label, m, time_reports(open_, args.reports, args.epochs)))
 
+    for label, per_epoch in (
+        (f"trial runs, loss per iteration ({args.steps_per_epoch}/epoch)", args.steps_per_epoch),
+        ("trial runs, loss per epoch", 1),
+    ):
+        progress(f"MLflow {label}: {args.reports} runs x {args.epochs} epochs")
+        seconds, n_points = time_trial_runs(args.reports, args.epochs, per_epoch)
+        rows.append(row("MLflow", label, n_points, seconds))
+
     mlflow_ratio = rows[0]["seconds"] / rows[1]["seconds"]
     optuna_ratio = rows[2]["seconds"] / rows[3]["seconds"]
     header = f"mlflow {mlflow.__version__}, optuna {optuna.__version__}, SQLite, fresh store each"
@@ -145,6 +178,10 @@ def main() -> None:
         f"Optuna: trial.report is {optuna_ratio:.1f}x faster with open_storage; a "
         f"{args.reports}-trial, {args.epochs}-epoch search saves "
         f"{rows[2]['seconds'] - rows[3]['seconds']:.1f} s"
+    )
+    print(
+        f"A search's {args.reports} trial runs: {rows[4]['seconds']:.1f} s with the loss per "
+        f"iteration, {rows[5]['seconds']:.1f} s per epoch"
     )
     if args.json:
         results = {"header": header, "args": vars(args), "rows": rows}

@@ -110,16 +110,28 @@ class TrainResult:
             steps = min(steps, int(self.diverged_at[k]))
         return self.losses[:steps, k]
 
-    def points(self, k: int, split: str, epochs: int | None = None) -> list[tuple[str, float, int]]:
+    def epoch_losses(self, k: int, epochs: int | None = None) -> np.ndarray:
+        """Member k's mean loss over each epoch's steps that `loss_series` keeps (so a
+        diverged member's last epoch is the mean of its finite steps)."""
+        losses = self.loss_series(k, epochs)
+        steps = len(self.losses) // len(self.epoch_train_acc)
+        return np.array([losses[i : i + steps].mean() for i in range(0, len(losses), steps)])
+
+    def points(
+        self, k: int, split: str, epochs: int | None = None, loss_per_epoch: bool = False
+    ) -> list[tuple[str, float, int]]:
         """Member k's series and final values as (key, value, step) metric points.
 
-        `train/loss` is stepped by iteration (`loss_series`). Accuracies (`train/acc`,
+        `train/loss` is stepped by iteration (`loss_series`), or with `loss_per_epoch` (and an
+        epoch-based budget) by epoch, each the epoch's mean. Accuracies (`train/acc`,
         `{split}/acc`, split naming the evaluation split) are stepped by epoch in epoch-based
         studies, up to `epochs`; otherwise logged once, at the last step of the loss series,
         so a chart of both ends them together.
         """
         losses = self.loss_series(k, epochs)
         points = [("train/loss", v, i) for i, v in enumerate(losses)]
+        if loss_per_epoch and len(self.epoch_train_acc):
+            points = [("train/loss", v, e + 1) for e, v in enumerate(self.epoch_losses(k, epochs))]
         kept = len(self.epoch_train_acc) if epochs is None else epochs
         for e in range(min(kept, len(self.epoch_train_acc))):
             points.append(("train/acc", self.epoch_train_acc[e, k], e + 1))

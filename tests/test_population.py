@@ -13,6 +13,7 @@ from sweeps.plan import Variant
 from sweeps.population import Population
 from sweeps.trainer import (
     Training,
+    TrainResult,
     members_per_chunk,
     schedule,
     train_population,
@@ -204,3 +205,24 @@ def test_epoch_schedule_and_per_epoch_accuracy(data: Dataset) -> None:
 def test_bad_budgets_are_config_errors(train: TrainConfig, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         schedule(train, 100)
+
+
+def test_a_loss_per_epoch_is_the_mean_of_the_steps_kept() -> None:
+    losses = np.array([[4.0, 1.0], [2.0, 1.0], [1.0, np.inf], [3.0, np.inf]])  # 2 epochs x 2
+    result = TrainResult(
+        losses=losses,
+        train_acc=np.zeros(2),
+        eval_acc=np.zeros(2),
+        diverged_at=np.array([-1, 2]),
+        epoch_train_acc=np.zeros((2, 2)),
+        epoch_eval_acc=np.zeros((2, 2)),
+        seconds=1.0,
+        chunk=2,
+    )
+    assert result.epoch_losses(0).tolist() == [3.0, 2.0]
+    assert result.epoch_losses(1).tolist() == [1.0]  # diverged in epoch 2: its finite steps
+    assert result.epoch_losses(0, epochs=1).tolist() == [3.0]  # pruned after epoch 1
+    by_epoch = [p for p in result.points(0, "val", loss_per_epoch=True) if p[0] == "train/loss"]
+    assert by_epoch == [("train/loss", 3.0, 1), ("train/loss", 2.0, 2)]
+    by_step = [p for p in result.points(0, "val") if p[0] == "train/loss"]
+    assert [step for _, _, step in by_step] == [0, 1, 2, 3]

@@ -70,6 +70,9 @@ def test_tiny_search_agrees_with_optuna_and_records_everything(
         )
         history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "val/acc")
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2]
+        # A trial's loss is logged per epoch, as its accuracies are.
+        losses = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "train/loss")
+        assert [m.step for m in sorted(losses, key=lambda m: m.step)] == [1, 2]
         assert "test/acc" not in run.data.metrics
         assert 1e-6 <= t.params["optimizer.lr"] <= 1e-2
         assert 1e-8 <= t.params["optimizer.weight_decay"] <= 1e-4
@@ -269,6 +272,8 @@ def test_a_pruner_stops_weak_trials_and_marks_them(
         assert last < 4
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
         assert max(steps) == last
+        losses = client.get_metric_history(run.info.run_id, "train/loss")
+        assert sorted(m.step for m in losses) == list(range(1, last + 1))
         assert t.last_step == last
 
 

@@ -247,7 +247,9 @@ class Search:
             else:
                 state, status = TrialState.COMPLETE, {"status": "ok"}
                 value = float(result.eval_acc[k])
-            points = result.points(k, split, epochs)
+            # A trial's loss by epoch, as its accuracies: by iteration, 100 trials wrote
+            # twice the points and took 1.5x as long to record (docs/DESIGN.md).
+            points = result.points(k, split, epochs, loss_per_epoch=True)
             tags = status | result.tags() | {"optuna.state": state.name}
             # The run first: if this worker dies before telling Optuna, whoever takes the
             # trial over reads its result back from the run (`recorded`).
