@@ -144,6 +144,9 @@ def test_suite_benchmark_reads_every_study_back(tmp_path: Path) -> None:
     assert results["ratio"] == pytest.approx(245 / totals["suite + search"])
     speed = totals["numpy optimizers"] / 31
     assert results["ratio_today"] == pytest.approx(results["ratio"] * speed)
+    floor = sum(row["floor_s"] or 0 for row in studies.values()) + 2 * totals["imports"]
+    assert results["floor_s"] == pytest.approx(floor)
+    assert results["tenfold_today_s"] == pytest.approx(245 * speed / 10)
 
 
 MODEL_MODES = [
