@@ -3,8 +3,10 @@
 A model config is Hydra's `_target_` (any importable `nn.Module` class) with its constructor
 arguments, plus keys that are not arguments: `name` (the config's name) and the per-member init
 (`init`, `init_scale`, applied by `models.init.initialize`). A member's `dropout` ratio is an
-argument, but only whether the network has dropout layers is architecture: members whose
-configs are equal apart from `init`, `init_scale` and the dropout ratio share one population.
+argument, but not architecture: members whose configs are equal apart from `init`,
+`init_scale` and the dropout ratio share one population, a member without dropout included
+(`quiet_dropout`). For networks from elsewhere, whose `dropout` may build anything, whether
+there is dropout at all stays architecture.
 
 Checks run on the meta device, so no memory is allocated and no weight is drawn: a
 constructor's complaint, and data that does not fit the network (named by its layer), are
@@ -69,12 +71,44 @@ def on_meta() -> Iterator[None]:
         yield
 
 
+def own_dropout(model: Mapping[str, Any]) -> bool:
+    """Whether `model` is one of this project's networks (`models.*`) with a `dropout`
+    argument: they use it only to add a `models.layers.Dropout` of that ratio after the layers
+    it names, so the network built with dropout layers at ratio 0 computes exactly what the
+    one built without them does."""
+    return str(model.get("_target_", "")).startswith("models.") and "dropout" in model
+
+
 def architecture(model: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """What members of one population must share: the config without its per-member values,
-    and whether it has dropout at all."""
+    """What members of one population must share: the config without its per-member values;
+    for networks not `own_dropout`, also whether it has dropout at all."""
     key = {k: repr(v) for k, v in model.items() if k not in PER_MEMBER}
-    key["dropout"] = repr(bool(model.get("dropout")))
+    if not own_dropout(model):
+        key["dropout"] = repr(bool(model.get("dropout")))
     return tuple(sorted(key.items()))
+
+
+def quiet_dropout(model: Mapping[str, Any], ratio: float) -> tuple[nn.Module, dict[str, str]]:
+    """The network of `model` (an `own_dropout` config with no dropout) built with dropout
+    layers, as its population's members with dropout are, each at ratio 0; and the names of
+    its parameters and buffers in the network its own config builds (the dropout layers'
+    buffers have none), so that its checkpoint loads there. Layers at ratio 0 keep every unit
+    and scale by 1 in evaluation: the member trains to the same numbers."""
+    from models.layers import Dropout
+
+    net = build({**model, "dropout": ratio})
+    quiet: set[str] = set()
+    for name, module in net.named_modules():
+        if isinstance(module, Dropout):
+            module.ratio.fill_(0.0)
+            quiet |= {f"{name}.{buffer}" for buffer, _ in module.named_buffers(recurse=False)}
+    with on_meta():
+        own = build(model)
+    stacked = [*net.named_parameters(), *((n, b) for n, b in net.named_buffers() if n not in quiet)]
+    mine = [*own.named_parameters(), *own.named_buffers()]
+    if [t.shape for _, t in stacked] != [t.shape for _, t in mine]:
+        raise ValueError(f"model={label(model)}: dropout adds more than dropout layers")
+    return net, {a: b for (a, _), (b, _) in zip(stacked, mine, strict=True)}
 
 
 def parameter_count(net: nn.Module) -> int:

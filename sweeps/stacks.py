@@ -28,7 +28,7 @@ from torch.func import functional_call, vmap
 from models.counter_rng import member_keys
 from models.init import initialize
 from sweeps.errors import ConfigError
-from sweeps.networks import build, has_convolutions, on_meta
+from sweeps.networks import build, has_convolutions, on_meta, own_dropout, quiet_dropout
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,15 @@ class ModuleStack:
         seeds: Sequence[int],
         vectorized: bool,
         channels_last: bool = False,
+        names: Sequence[Mapping[str, str] | None] | None = None,
     ) -> None:
         """`channels_last`: convolution weights and image inputs in that layout, the faster
-        one for a single network's convolutions on this CPU (README, "Performance")."""
+        one for a single network's convolutions on this CPU (README, "Performance").
+        `names[k]`, where given, maps member k's parameter and buffer names to those of the
+        network its own config builds (`networks.quiet_dropout`), for its state dict."""
         self.vectorized = vectorized
         self.channels_last = channels_last
+        self.names = list(names) if names is not None else [None] * len(nets)
         self.members = len(nets)
         named = list(nets[0].named_parameters())
         self.slots: list[Slot] = []
@@ -228,6 +232,9 @@ class ModuleStack:
         checkpoint holds and what `sweeps.evaluate` loads."""
         state = {s.name: s.view(self.flat[k]) for s in self.slots}
         state |= {name: b[k] for name, b in self.buffers.items()}
+        names = self.names[k]
+        if names is not None:
+            state = {names[key]: t for key, t in state.items() if key in names}
         return {
             key: t.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
             for key, t in state.items()
@@ -276,13 +283,18 @@ def build_stack(
     """The members as one stack on `device`: (stack, strategy used, why it differs from the
     one chosen, or None)."""
     chosen = choose_strategy(members[0].model, device, strategy)
-    nets = []
+    ratio = max(float(m.model.get("dropout") or 0.0) for m in members)
+    nets, names = [], []
     for m in members:
-        net = build(m.model)
+        if ratio and not m.model.get("dropout") and own_dropout(m.model):
+            net, renamed = quiet_dropout(m.model, ratio)  # beside members with dropout
+        else:
+            net, renamed = build(m.model), None
         initialize(net, m.model["init"], m.model["init_scale"], m.seed)
         nets.append(net)
+        names.append(renamed)
     seeds = [m.seed for m in members]
-    stack = ModuleStack(nets, seeds, chosen == "vmap", channels_last=chosen == "loop").to(device)
+    stack = ModuleStack(nets, seeds, chosen == "vmap", chosen == "loop", names).to(device)
     if chosen == "vmap":
         reason = stack.vectorizes(sample_shape)
         if reason is not None:
@@ -291,6 +303,6 @@ def build_stack(
                 members[0].model.get("name"),
                 reason,
             )
-            loop = ModuleStack(nets, seeds, vectorized=False, channels_last=True)
+            loop = ModuleStack(nets, seeds, vectorized=False, channels_last=True, names=names)
             return loop.to(device), "loop", reason
     return stack, chosen, None

@@ -9,6 +9,7 @@ import torch
 from sweeps.config import OptimizerConfig, TrainConfig
 from sweeps.data import Dataset
 from sweeps.errors import ConfigError
+from sweeps.networks import build
 from sweeps.plan import Variant
 from sweeps.population import Population
 from sweeps.trainer import (
@@ -87,6 +88,23 @@ def test_batchnorm_and_dropout_populations_equal_solo_runs(data: Dataset) -> Non
         variant("drop-adam", "adam", 0.01, seed=6, dropout=0.2),
     ]
     assert_population_equals_solo_runs(plain, data, TRAIN)
+
+
+def test_members_without_dropout_train_beside_members_with_it(data: Dataset) -> None:
+    """A member without dropout joins a population with dropout (its layers at ratio 0):
+    it trains to its solo numbers, and its checkpoint loads into its own network."""
+    members = [
+        variant("none", "sgd", 0.1, seed=1, dropout=0.0),
+        variant("drop", "sgd", 0.1, seed=1, dropout=0.3),
+        variant("bn-none", "momentum", 0.05, seed=2, batchnorm=True, dropout=0.0),
+    ]
+    assert_population_equals_solo_runs(members[:2], data, TRAIN)
+    bn = [variant("bn-drop", "momentum", 0.05, seed=3, batchnorm=True, dropout=0.2), members[2]]
+    assert_population_equals_solo_runs(bn, data, TRAIN)
+    result = train_variants(bn, Training(data, TRAIN, 9, keep_states=True), "t")
+    own = build(bn[1].model)
+    assert result.states[1].keys() == own.state_dict().keys()  # no dropout layers' buffers
+    own.load_state_dict(result.states[1])
 
 
 def test_own_batches_per_member_equal_solo_runs(data: Dataset) -> None:
