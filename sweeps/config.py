@@ -4,6 +4,7 @@ The schema makes Hydra reject unknown keys and ill-typed values at compose time;
 rejects values outside their allowed sets before any data is loaded or any run is opened.
 """
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,9 +26,11 @@ def config_names(group: str, exclude: tuple[str, ...] = ()) -> list[str]:
     return sorted(p.stem for p in paths if p.stem not in exclude)
 
 
+@functools.cache
 def study_description(name: str) -> str:
     """A study's one line (`description` in conf/experiment/NAME.yaml), read from the file
-    rather than composed: `--help` and the gallery list every study without Hydra."""
+    rather than composed: `--help` and the gallery list every study without Hydra. Once per
+    process: Hydra resolves the help template, which lists them all, twice in every run."""
     return str(OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").get("description") or "")
 
 

@@ -9,7 +9,6 @@ Exit codes: 0 done, 2 bad input (one line naming the key, the value and what is 
 composition errors included), 130 interrupted (Ctrl-C; the runs left open are closed KILLED).
 """
 
-import functools
 import logging
 import os
 import sys
@@ -26,12 +25,10 @@ from sweeps.errors import UserError, one_line
 log = logging.getLogger("sweeps")
 
 
-@functools.cache
 def studies_help() -> str:
     """The `${studies:}` of the `--help` template: a line per study, its name and its
     `description`. Read from the files rather than composed, so that `--help` stays instant,
-    and from the files rather than a list here, so that a new study cannot be missing. Hydra
-    resolves the template twice in every run, help or not: the second time is free."""
+    and from the files rather than a list here, so that a new study cannot be missing."""
     names = config_names("experiment")
     width = max(map(len, names))
     lines = []
