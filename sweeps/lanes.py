@@ -1,9 +1,10 @@
 """Studies side by side: several studies in worker processes, one study at a time in each.
 
 Why: on a CPU the chapter-6 studies are bound by the cost of each tensor operation, not by
-arithmetic, so a second intra-op thread speeds one study up little (the optimizer study: 1.2x
+arithmetic, so a second intra-op thread speeds one study up little (the optimizer study: 1.22x
 with two threads on two cores), while two studies side by side, one thread each, finished in
-0.66 of the time they took one after another (docs/DESIGN.md, "Studies side by side").
+0.56 of the time they took one after another (`python -m benchmarks.threads`; docs/DESIGN.md,
+"Studies side by side").
 
 Each worker is spawned once, imports torch and MLflow once, takes the next study from the queue
 and runs it exactly as `python -m sweeps.run +experiment=NAME` would: its own experiment,
