@@ -12,8 +12,9 @@ commands interleaved so that a busy moment of a shared host hits all of them ali
    `import matplotlib.pyplot`; `import mlflow`; mlflow's SQLAlchemy tracking store (what
    opening a SQLite store imports, mlflow included);
 5. the optimizer study with one training iteration (`train.iterations=1 train.progress=false
-   dataset.download=false device=cpu resume=false`) into an existing SQLite store, and into
-   a new store each time (its tables created first).
+   dataset.download=false device=cpu resume=false`) into an existing SQLite store, into a new
+   store each time (copied from the empty store kept as a template, `sweeps.stores`), and
+   into a new store built by MLflow's schema migrations (no template kept).
 
 Each row prints its median seconds and its share of (5) into an existing store. With
 `--imports N` (default 12; 0 skips it) it also runs that study once under `python -X
@@ -72,6 +73,7 @@ import time
 from pathlib import Path
 
 from benchmarks import progress
+from sweeps.stores import TEMPLATES_ENV
 
 STUDY = "study, existing store"
 IMPORTS = {
@@ -115,6 +117,11 @@ def commands(folder: Path, round_: int) -> dict[str, list[str]]:
         **{name: [python, "-c", code] for name, code in IMPORTS.items()},
         STUDY: study_command(folder, folder / "existing.db"),
         "study, new store": study_command(folder, folder / f"new-{round_}.db"),
+        "study, new store, no template": [
+            "env",
+            f"{TEMPLATES_ENV}={folder / f'no-templates-{round_}'}",
+            *study_command(folder, folder / f"built-{round_}.db"),
+        ],
     }
 
 
@@ -147,8 +154,10 @@ def main() -> None:
     seconds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        # The first study pays for the dataset cache and the store: a warm-up keeps them out.
-        progress("warm-up: the dataset cache and the existing store")
+        # The first study pays for the dataset cache, the store template and the store: a
+        # warm-up keeps them out. Templates here, not in the user's cache, whatever it holds.
+        os.environ[TEMPLATES_ENV] = str(folder / "templates")
+        progress("warm-up: the dataset cache, the store template and the existing store")
         timed(study_command(folder, folder / "existing.db"), folder)
         for round_ in range(options.repeats):
             for name, command in commands(folder, round_).items():
