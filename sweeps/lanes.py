@@ -137,8 +137,14 @@ def run_side_by_side(
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                if future.exception() is not None:
-                    raise future.exception()
+                error = future.exception()
+                if error is not None:
+                    if not isinstance(error, KeyboardInterrupt):
+                        log.warning(
+                            "%s failed; studies already started finish, the others do not start",
+                            futures[future],
+                        )
+                    raise error
                 if future.result() is None:  # skipped: the failure that stopped it follows
                     continue
                 log.info(

@@ -99,13 +99,14 @@ def test_studies_side_by_side_record_what_they_record_one_after_another(
 
 
 def test_a_failing_study_stops_the_queue_and_the_others_keep_their_runs(
-    make_cfg, tracking_uri: str
+    make_cfg, tracking_uri: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     ok = make_cfg("+experiment=weight_decay", "train.iterations=5")
     bad = make_cfg("+experiment=optimizers", "train.iterations=5", "optimizer.beta1=1.5")
     never = make_cfg("+experiment=dropout", "train.iterations=5")
     with pytest.raises(ConfigError, match=r"optimizer.beta1=1.5 must be in \[0, 1\)"):
         run_side_by_side(run_study, [ok, bad, never], 2)
+    assert "optimizers failed; studies already started finish" in caplog.text
     client = MlflowClient(tracking_uri)
     finished = client.search_runs([client.get_experiment_by_name("weight_decay").experiment_id])
     assert finished and {r.info.status for r in finished} == {"FINISHED"}
