@@ -53,6 +53,7 @@ from sweeps.workers import is_dead, worker_id
 if TYPE_CHECKING:
     import pandas as pd
     import torch
+    from mlflow.entities import Experiment
 
     from sweeps.data import Dataset
     from sweeps.html_report import ReportPage
@@ -276,20 +277,28 @@ class Recorder(Store):
     def __init__(self, uri: str, experiment: str) -> None:
         open_tracking(uri)
         super().__init__(uri)
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=artifact_root(uri)
-            )
-        elif found.lifecycle_stage == "deleted":
+        found = self.client.get_experiment_by_name(experiment) or self._create(uri, experiment)
+        if found.lifecycle_stage == "deleted":
             raise UserError(
                 f"MLflow experiment {experiment!r} is deleted in {uri}; restore it "
                 f"(mlflow experiments restore --experiment-id {found.experiment_id}) or pick "
                 f"another name with tracking.experiment=NAME"
             )
-        else:
-            self.experiment_id = found.experiment_id
+        self.experiment_id = found.experiment_id
         self.open: list[str] = []
+
+    def _create(self, uri: str, experiment: str) -> "Experiment":
+        """The experiment, made here unless another worker made it since this one looked:
+        a search's workers start together and all find it missing in a new store."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            made = self.client.create_experiment(experiment, artifact_location=artifact_root(uri))
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(experiment)
+        return self.client.get_experiment(made)
 
     def start(
         self,

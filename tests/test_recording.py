@@ -91,3 +91,23 @@ def test_a_finished_study_reads_back_as_recorded(make_cfg, tracking_uri: str) ->
     other = Recorder(tracking_uri, "other").start("x", {}, {})
     with pytest.raises(UserError, match=f"run {other} is not in experiment 'default'"):
         recorded_study("default", other, tracking_uri)
+
+
+def test_an_experiment_another_worker_made_meanwhile_is_joined(
+    tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = MlflowClient(tracking_uri).create_experiment("raced")
+    # As a worker sees it: missing when it looks, made by another before it creates it.
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", missing_once())
+    assert Recorder(tracking_uri, "raced").experiment_id == made
+
+
+def missing_once():
+    """`MlflowClient.get_experiment_by_name` that finds nothing the first time only."""
+    real, calls = MlflowClient.get_experiment_by_name, []
+
+    def lookup(client: MlflowClient, name: str):
+        calls.append(name)
+        return None if len(calls) == 1 else real(client, name)
+
+    return lookup
