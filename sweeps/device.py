@@ -6,7 +6,7 @@ import torch
 
 from sweeps.config import DEVICES
 from sweeps.errors import ConfigError
-from sweeps.workers import LOCAL_WORKERS_ENV
+from sweeps.workers import LOCAL_WORKERS_ENV, cpu_cores
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -46,8 +46,7 @@ def set_threads(setting: str, search_workers: int = 1) -> int:
     if setting == "auto":
         if os.environ.get("OMP_NUM_THREADS"):
             return torch.get_num_threads()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = max(1, (cores or 1) // local_workers(search_workers))
+        threads = max(1, cpu_cores() // local_workers(search_workers))
     else:
         threads = int(setting)
     torch.set_num_threads(threads)

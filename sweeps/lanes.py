@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeps import interrupts
 from sweeps.errors import ConfigError
-from sweeps.workers import LOCAL_WORKERS_ENV
+from sweeps.workers import LOCAL_WORKERS_ENV, cpu_cores
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,13 +41,6 @@ log = logging.getLogger(__name__)
 
 LANE_ENV = "SWEEPS_LANE"  # this worker's lane: the line its progress bar is drawn on
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
-
-
-def cpu_cores() -> int:
-    """The cores this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def lane_count(setting: str, devices: Collection[str], studies: int) -> int:

@@ -29,6 +29,13 @@ STOP_TIMEOUT = 30  # seconds an interrupted worker gets to close its runs
 LOCAL_WORKERS_ENV = "SWEEPS_LOCAL_WORKERS"
 
 
+def cpu_cores() -> int:
+    """The cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot, or None when it does not exist."""
     try:
