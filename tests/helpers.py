@@ -38,6 +38,21 @@ def command(
     )
 
 
+def start(command: list[str], cwd: Path, **popen: Any) -> subprocess.Popen:
+    """`command` started in `cwd`, isolated from the caller's MLflow settings, its output
+    piped; `popen` passes more to `subprocess.Popen` (`start_new_session=True`, ...)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
 def multirun(
     cwd: Path, data_cache: Path, *overrides: str, prelude: str = ""
 ) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,12 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import experiment_runs
+from helpers import experiment_runs, start
 from mlflow import MlflowClient
 
 from sweeps.errors import ConfigError
 from sweeps.kinds import run_study
 from sweeps.lanes import lane_count, run_side_by_side
+from sweeps.workers import cpu_cores
 
 
 def suite_cfg(make_cfg, studies: list[str], tracking_uri: str, data_cache: Path):
@@ -89,9 +89,8 @@ def test_studies_side_by_side_record_what_they_record_one_after_another(
                 r.data.tags["torch.threads"] for r in runs if "torch.threads" in r.data.tags
             }
         # Two workers share the cores; one after another, the studies ran in this process.
-        cores = len(os.sched_getaffinity(0))
         assert threads == {
-            str(max(1, cores // 2)) if workers == "2" else str(torch.get_num_threads())
+            str(max(1, cpu_cores() // 2)) if workers == "2" else str(torch.get_num_threads())
         }
     pd.testing.assert_frame_equal(
         tables["2"].drop(columns="seconds"), tables["1"].drop(columns="seconds"), rtol=1e-4
@@ -167,16 +166,7 @@ def test_ctrl_c_stops_every_study_side_by_side_and_exits_130(
         "train.progress=false",
         "device=cpu",
     ]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start(command, tmp_path, start_new_session=True)
     try:
         deadline = time.time() + 120
         running = []

@@ -3,7 +3,6 @@ twice, nothing left RUNNING, results nested under finished parents."""
 
 import contextlib
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import experiment_runs
+from helpers import experiment_runs, start
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -44,13 +43,6 @@ def search_command(tmp_path: Path, data_cache: Path, *overrides: str) -> list[st
         "search.study_name=shared",
         *overrides,
     ]
-
-
-def start(command: list[str], cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 def check_totals(tmp_path: Path, n_trials: int) -> list[optuna.trial.FrozenTrial]:
