@@ -295,27 +295,32 @@ def test_twenty_kills_at_random_points_lose_and_repeat_nothing(
     """SIGKILL at 20 random moments (start-up, store creation, training, logging, retraining),
     each time resumed by the same command; then one run to the end."""
     rng = random.Random(12)
+    # Enough epochs that the trials outlast a random kill's wait on a fast machine: a search
+    # finished before its first kill would leave the later ones nothing to cut short.
     command = search_command(
         tmp_path,
         data_cache,
         "search.n_trials=12",
         "search.batch=3",
-        "train.epochs=20",
+        "train.epochs=100",
         "search.heartbeat=0.5",
         "search.grace=2",
     )
     cut = 0
+    ended = []
     for kill in range(20):
         proc = start(command, tmp_path)
-        if kill % 2:
+        if kill % 2 == 0:
             # A clock says nothing of what a process on a slow machine has reached, so half
-            # the kills are aimed at a trial being trained.
+            # the kills, the first among them, are aimed at a trial being trained.
             cut += kill_mid_trial(tmp_path, proc)
         else:
             time.sleep(rng.uniform(0.2, 12.0))
         proc.kill()
-        proc.communicate()
-    assert cut, "no kill landed while a trial was being trained"
+        _, err = proc.communicate()
+        if proc.returncode != -signal.SIGKILL:
+            ended.append(f"run {kill} ended on its own, exit {proc.returncode}:\n{err[-1500:]}")
+    assert cut, "no kill landed while a trial was being trained\n" + "\n".join(ended)
     final = start(command, tmp_path)
     _, err = final.communicate(timeout=600)
     assert final.returncode == 0, err[-3000:]
