@@ -35,6 +35,11 @@ the two commands (each process that trains and records must import torch and MLf
 before anything else; the suite's workers import them side by side). It is printed beside 10x
 the textbook's recorded time scaled to today's speed, the issue's target.
 
+The floor of the search alone adds what recording its trials must cost: the trial runs it
+recorded (tags, params and every metric point), read back and written again into a fresh store
+with the fewest MLflow client calls a run can take (create with its tags, one `log_batch`,
+close), timed; every trial is a run of its own, so no search that records them can spend less.
+
     python -m benchmarks.suite [--device auto|cpu|cuda] [--repeats 3] [--json results.json]
         [--overrides dataset.train_size=200 train.epochs=1 ...]  (every study; for trying it)
 """
@@ -44,12 +49,14 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from mlflow import MlflowClient
+from mlflow.entities import Param
 from omegaconf import DictConfig
 
 from benchmarks import numpy_optimizers, progress, timed_study
@@ -152,6 +159,30 @@ def study_rows(
     return sorted(rows, key=lambda r: (order.index(r["study"]), r["start"]))
 
 
+def rewrite_trials(store: Path, experiment: str) -> tuple[float, int]:
+    """(seconds, runs) to write the search's trial runs in `store` again, as they are, into a
+    fresh store with three client calls each; the reading back and the new store's schema
+    stay outside the clock."""
+    source = MlflowClient(f"sqlite:///{store}")
+    found = source.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment!r} in {store}"
+    runs = source.search_runs([found.experiment_id], "tags.`sweeps.role` = 'trial'")
+    records = []
+    for run in runs:
+        points = [source.get_metric_history(run.info.run_id, key) for key in run.data.metrics]
+        params = [Param(k, v) for k, v in run.data.params.items()]
+        records.append((run.data.tags, params, [m for history in points for m in history]))
+    with tempfile.TemporaryDirectory() as tmp:
+        client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+        experiment_id = client.create_experiment("floor", artifact_location=Path(tmp).as_uri())
+        start = time.perf_counter()
+        for tags, params, metrics in records:
+            run_id = client.create_run(experiment_id, tags=tags).info.run_id
+            client.log_batch(run_id, metrics=metrics, params=params)
+            client.set_terminated(run_id)
+        return time.perf_counter() - start, len(records)
+
+
 def numpy_optimizer_seconds() -> float:
     """The textbook's optimizer comparison in NumPy, on the embedded digits (its cost per
     iteration does not depend on how many samples it draws from)."""
@@ -210,6 +241,8 @@ def main() -> None:
         progress("reading the studies back from MLflow")
         order = [*study_config("suite", overrides).suite.studies, "hparam_search"]
         rows = study_rows(folder / "mlflow.db", overrides, ceiling, order)
+        progress("the search's trial runs written again with the fewest client calls")
+        totals["trial runs"], trial_runs = rewrite_trials(folder / "mlflow.db", "hparam_search")
     totals["suite + search"] = totals["suite"] + totals["hparam_search"]
 
     table = pd.DataFrame(rows).drop(columns="start")
@@ -251,9 +284,19 @@ def main() -> None:
         f"{COMMANDS * totals['imports']:.1f} s = {least:.1f} s; 10x the textbook at today's "
         f"speed is {tenfold:.1f} s" + ("; below the floor" if tenfold < least else "")
     )
+    search = table.loc[table["study"] == "hparam_search", "floor_s"].sum()
+    search_least = search + totals["imports"] + totals["trial runs"]
+    print(
+        f"floor of the search: arithmetic {search:.1f} s + imports {totals['imports']:.1f} s + "
+        f"its {trial_runs} trial runs recorded with the fewest client calls "
+        f"{totals['trial runs']:.1f} s = {search_least:.1f} s; target "
+        f"{TARGETS['hparam_search']:.1f} s"
+        + ("; below the floor" if TARGETS["hparam_search"] < search_least else "")
+    )
     if args.json:
         results = {"header": header, "ceiling_gflops": ceiling, "totals": totals}
-        results |= {"floor_s": least, "tenfold_today_s": tenfold}
+        results |= {"floor_s": least, "tenfold_today_s": tenfold, "search_floor_s": search_least}
+        results["trial_runs_rewritten"] = trial_runs
         results["overrides"] = overrides
         results |= {"studies": rows, "textbook_seconds": TEXTBOOK_SECONDS, "ratio": ratio}
         results["ratio_today"] = today

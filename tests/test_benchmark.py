@@ -147,6 +147,10 @@ def test_suite_benchmark_reads_every_study_back(tmp_path: Path) -> None:
     floor = sum(row["floor_s"] or 0 for row in studies.values()) + 2 * totals["imports"]
     assert results["floor_s"] == pytest.approx(floor)
     assert results["tenfold_today_s"] == pytest.approx(245 * speed / 10)
+    # The search's floor counts writing again every trial run it recorded.
+    assert results["trial_runs_rewritten"] == 100 and totals["trial runs"] > 0
+    search = studies["hparam_search"]["floor_s"] + totals["imports"] + totals["trial runs"]
+    assert results["search_floor_s"] == pytest.approx(search)
 
 
 MODEL_MODES = [
