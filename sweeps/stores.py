@@ -136,8 +136,12 @@ def _from_template(side: Path, template: str, create: Callable[[str], None]) -> 
     try:
         kept.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=kept.parent, delete=False) as copy:
-            shutil.copyfile(side, copy.name)
-        os.replace(copy.name, kept)
+            partial = Path(copy.name)
+        try:
+            shutil.copyfile(side, partial)
+            os.replace(partial, kept)
+        finally:
+            partial.unlink(missing_ok=True)  # a copy cut short (a full disk) is not kept
     except OSError as err:
         log.debug("could not keep %s as a template: %s", kept, err)
 

@@ -3,6 +3,7 @@ killed migration did leave behind (before this code) is explained in one line, a
 MLflow store is a copy of an empty one kept as a template."""
 
 import filecmp
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -87,3 +88,22 @@ def test_an_unwritable_cache_only_means_building_each_store(
     for name in ("a.db", "b.db"):
         create_sqlite(f"sqlite:///{tmp_path / name}", create_mlflow_store, "tracking.uri", "t.db")
     assert MlflowClient(f"sqlite:///{tmp_path / 'b.db'}").search_experiments()
+
+
+def test_a_template_copy_cut_short_leaves_no_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    templates = tmp_path / "templates"
+    monkeypatch.setenv(TEMPLATES_ENV, str(templates))
+    copyfile = shutil.copyfile
+
+    def full_disk(src: str, dst: str) -> None:
+        copyfile(src, dst)
+        if Path(dst).parent == templates:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    url = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    create_sqlite(url, create_mlflow_store, "tracking.uri", "t.db")
+    assert list(templates.iterdir()) == []  # neither a template nor a partial copy
+    assert MlflowClient(url).search_experiments()  # the store itself was made
