@@ -5,7 +5,8 @@ Measured in one run on one device and printed side by side:
 1. the ceiling: GFLOP/s of one large float32 matmul;
 2. step time of the optimizer study's MLP (784-100-100-100-100-10, ReLU, He init, batch 128
    drawn from a synthetic in-memory dataset, SGD lr 0.01): the plain PyTorch single-model
-   loop ("sequential"), then `Population` with K members for each K, and the study's own
+   loop ("sequential"), then `Population` with K members for each K, the largest K again
+   with a weight decay per member (lambda 1e-4 to 1e-8, as the search draws), the study's own
    population of five different update rules, and that step's matrix products alone (the
    floor); per-model time, speed-up over sequential and achieved GFLOP/s (also as a share
    of the ceiling);
@@ -58,6 +59,7 @@ REPEATS = 3
 # gradient, never computed since x needs no gradient, is counted too).
 FLOPS_PER_MODEL_STEP = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True))
 GEMM_FLOOR = "its GEMMs only (floor)"
+DECAY = "population, weight decay per member"
 CONF = Path(__file__).resolve().parent.parent / "conf"
 # The optimizer study's update rules and learning rates (conf/experiment/optimizers.yaml);
 # the other hyperparameters are OptimizerConfig's defaults, which match the study's.
@@ -175,10 +177,10 @@ def gemm_step(device: torch.device, k: int) -> Callable[[], Any]:
     return step
 
 
-def variant(name: str, lr: float, seed: int) -> Variant:
+def variant(name: str, lr: float, seed: int, weight_decay: float = 0.0) -> Variant:
     """A member of the study's architecture (conf/model/mlp.yaml) with this rule."""
     model = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "mlp.yaml"))
-    return Variant(name, model, OptimizerConfig(name=name, lr=lr), seed)
+    return Variant(name, model, OptimizerConfig(name=name, lr=lr, weight_decay=weight_decay), seed)
 
 
 def step_benchmarks(
@@ -193,6 +195,9 @@ def step_benchmarks(
     for k in ks:
         members = [variant("sgd", LR, seed) for seed in range(k)]
         cases.append(("population", k, lambda m=members: population_step(m, device)))
+    # Weight decay as the search draws it, one lambda per member: what the decay adds.
+    decayed = [variant("sgd", LR, seed, 10 ** -(4 + 4 * seed / ks[-1])) for seed in range(ks[-1])]
+    cases.append((DECAY, ks[-1], lambda: population_step(decayed, device)))
     if options_k:
         members = [variant("sgd", LR, seed) for seed in range(options_k)]
         for option in ("amp", "compile"):

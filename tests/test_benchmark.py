@@ -20,6 +20,7 @@ from sweeps.networks import build
 STEP_MODES = [
     "sequential",
     "population",
+    "population, weight decay per member",
     "optimizer study (mixed rules)",
     "its GEMMs only (floor)",
 ]
