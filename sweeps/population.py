@@ -133,7 +133,7 @@ class Population:
         if model.vectorized:
             loss = self.loss_fn(x, y)
             grads = torch.autograd.grad(loss.sum(), model.leaves())
-            model.bank_grads(grads, flat_out=self.flat_grad)
+            model.bank_grads(grads, flat_out=self.flat_grad, decay=self.weight_decay)
         else:
             per_member = y.dim() == 2
             losses = []
@@ -150,7 +150,8 @@ class Population:
         loss = loss.detach()
         if self.weight_decay is not None:
             loss = loss + 0.5 * self.weight_decay * model.weight_penalty()
-            model.decay_weights(self.flat_grad, self.weight_decay)
+            if not model.vectorized:  # the vectorized gradients have it already
+                model.decay_weights(self.flat_grad, self.weight_decay)
         return loss, [self.flat_grad]
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:

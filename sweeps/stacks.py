@@ -182,11 +182,22 @@ class ModuleStack:
     def banks(self) -> list[Bank]:
         return [Bank(self.flat, 0)]
 
-    def bank_grads(self, grads: Sequence[Tensor], flat_out: Tensor) -> list[Tensor]:
+    def bank_grads(
+        self, grads: Sequence[Tensor], flat_out: Tensor, decay: Tensor | None = None
+    ) -> list[Tensor]:
         """The vectorized stack's gradients of `leaves()` into `flat_out`; a looped stack
-        hands each member's over with `member_grads` as it goes."""
-        for s, g in zip(self.slots, grads, strict=True):
-            s.view(flat_out).copy_(g)
+        hands each member's over with `member_grads` as it goes. With `decay` (K,), each
+        weight's gradient gets `decay * W` (`decay_weights`) in the same pass: for a large
+        population moving the gradients is a memory pass over every parameter, and a second
+        one for the decay took a sixth of the search's step."""
+        weights = set(self.weights) if decay is not None else set()
+        for i, (s, g) in enumerate(zip(self.slots, grads, strict=True)):
+            out = s.view(flat_out)
+            if i in weights:
+                factor = decay.view(-1, *[1] * len(s.shape))
+                torch.addcmul(g, s.view(self.flat), factor, out=out)
+            else:
+                out.copy_(g)
         return [flat_out]
 
     def member_grads(self, k: int, grads: Sequence[Tensor], flat_out: Tensor) -> None:

@@ -198,6 +198,18 @@ def test_weight_decay_adds_half_lambda_sum_of_squared_weights(data: Dataset) -> 
         torch.testing.assert_close(grad_decayed - grad_plain, expected, rtol=1e-4, atol=1e-6)
 
 
+def test_each_member_decays_by_its_own_lambda(data: Dataset) -> None:
+    """Members with different decays (and one without) in one population get exactly the
+    gradient each gets alone."""
+    members = [variant("a", wd=0.1), variant("b", seed=1), variant("c", seed=2, wd=0.3)]
+    x, y = data.train_x[:8], data.train_y[:8]
+    for strategy in ("vmap", "loop"):
+        _, (together,) = Population(members, CPU, SAMPLE, strategy=strategy).gradients(x, y)
+        for k, member in enumerate(members):
+            _, (alone,) = Population([member], CPU, SAMPLE, strategy=strategy).gradients(x, y)
+            torch.testing.assert_close(together[k], alone[0], rtol=1e-5, atol=1e-7)
+
+
 def test_members_must_share_architecture() -> None:
     with pytest.raises(ValueError, match="architecture"):
         Population([variant("a"), variant("b", activation="tanh")], CPU, SAMPLE)
