@@ -25,6 +25,7 @@ def verify(tmp_path: Path, data_cache: Path, *args: str, timeout: int = 300):
     )
 
 
+@pytest.mark.slow  # 43 s, the longest of `make test`; CI runs it with the slow tests
 def test_verify_at_the_quick_budget_runs_every_study_with_claims(
     tmp_path: Path, data_cache: Path
 ) -> None:
