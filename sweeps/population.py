@@ -142,16 +142,14 @@ class Population:
                 with self._autocast():
                     logits = model.member_forward(k, xk)
                 member_loss = F.cross_entropy(logits.float(), yk)
-                model.member_grads(
-                    k, torch.autograd.grad(member_loss, model.member_params(k)), self.flat_grad
-                )
+                decay = None if self.weight_decay is None else self.weight_decay[k]
+                grads = torch.autograd.grad(member_loss, model.member_params(k))
+                model.member_grads(k, grads, self.flat_grad, decay)
                 losses.append(member_loss)
             loss = torch.stack(losses)
         loss = loss.detach()
         if self.weight_decay is not None:
             loss = loss + 0.5 * self.weight_decay * model.weight_penalty()
-            if not model.vectorized:  # the vectorized gradients have it already
-                model.decay_weights(self.flat_grad, self.weight_decay)
         return loss, [self.flat_grad]
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:

@@ -185,43 +185,41 @@ class ModuleStack:
     def bank_grads(
         self, grads: Sequence[Tensor], flat_out: Tensor, decay: Tensor | None = None
     ) -> list[Tensor]:
-        """The vectorized stack's gradients of `leaves()` into `flat_out`; a looped stack
-        hands each member's over with `member_grads` as it goes. With `decay` (K,), each
-        weight's gradient gets `decay * W` (`decay_weights`) in the same pass: for a large
-        population moving the gradients is a memory pass over every parameter, and a second
-        one for the decay took a sixth of the search's step."""
-        weights = set(self.weights) if decay is not None else set()
-        for i, (s, g) in enumerate(zip(self.slots, grads, strict=True)):
-            out = s.view(flat_out)
-            if i in weights:
-                factor = decay.view(-1, *[1] * len(s.shape))
-                torch.addcmul(g, s.view(self.flat), factor, out=out)
-            else:
-                out.copy_(g)
+        """The vectorized stack's gradients of `leaves()` into `flat_out`, with `decay` (K,)
+        as `_move_grads` adds it; a looped stack hands each member's over with `member_grads`
+        as it goes."""
+        self._move_grads(grads, flat_out, self.flat, decay)
         return [flat_out]
 
-    def member_grads(self, k: int, grads: Sequence[Tensor], flat_out: Tensor) -> None:
-        """Member k's gradients (of `member_params(k)`) into its row of `flat_out`."""
-        for s, g in zip(self.slots, grads, strict=True):
-            s.view(flat_out[k]).copy_(g)
+    def member_grads(
+        self, k: int, grads: Sequence[Tensor], flat_out: Tensor, decay: Tensor | None = None
+    ) -> None:
+        """Member k's gradients (of `member_params(k)`) into its row of `flat_out`, with the
+        member's `decay` (0-dim) as `_move_grads` adds it."""
+        self._move_grads(grads, flat_out[k], self.flat[k], decay)
+
+    def _move_grads(
+        self, grads: Sequence[Tensor], out: Tensor, params: Tensor, decay: Tensor | None
+    ) -> None:
+        """Each slot's gradient into `out`, laid out like `params` (the bank, or one member's
+        row of it). With `decay`, a weight's gradient gets `decay * W` on the way: the gradient
+        of the textbook's 0.5*decay*sum(W^2), in the pass that moves the gradient anyway (for
+        a large population each pass is one over every parameter; a second one for the decay
+        took a sixth of the search's step)."""
+        for i, (s, g) in enumerate(zip(self.slots, grads, strict=True)):
+            if decay is None or i not in self.weights:
+                s.view(out).copy_(g)
+            else:
+                factor = decay.reshape(*decay.shape, *[1] * len(s.shape))
+                torch.addcmul(g, s.view(params), factor, out=s.view(out))
 
     def weight_penalty(self) -> Tensor:
         """(K,) sum of squared weights (parameters with 2 or more dimensions), outside autograd
-        (`decay_weights` gives its gradient); as squared norms, one read of the weights with no
+        (`_move_grads` adds its gradient); as squared norms, one read of the weights with no
         temporary."""
         with torch.no_grad():
             norms = [torch.linalg.vector_norm(w, dim=1) for w in self._weight_segments(self.flat)]
             return sum(n.square() for n in norms)
-
-    def decay_weights(self, grad: Tensor, decay: Tensor) -> None:
-        """grad += decay * W on every member's weights, with `grad` laid out like the bank and
-        `decay` (K,): the gradient of 0.5*decay*sum(W^2), in one pass over the weights where
-        autograd's backward of the square took several."""
-        with torch.no_grad():
-            for g, w in zip(
-                self._weight_segments(grad), self._weight_segments(self.flat), strict=True
-            ):
-                g.addcmul_(w, decay[:, None])
 
     def _weight_segments(self, bank: Tensor) -> list[Tensor]:
         """The (K, n) column ranges of a (K, P) bank that hold weights, adjacent ones merged."""
