@@ -104,6 +104,34 @@ def test_counter_rng_streams() -> None:
     assert abs(float(torch.corrcoef(u.view(3, -1))[0, 1])) < 0.03
 
 
+def _mix(x: int) -> int:
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+    return (x >> 16) ^ x
+
+
+def _draw(seed: int, counter: int, stream: int, index: int) -> float:
+    """The stream's definition on Python integers, element by element."""
+    m = 0xFFFFFFFF
+    key = _mix((seed & m) ^ 0x3C6EF372)
+    key = _mix(key ^ _mix((counter * 0x9E3779B9 + stream * 0x85EBCA6B + 0x27D4EB2F) & m))
+    bits = _mix((_mix((key + index * 0x9E3779B9 + 0x165667B1) & m) + key) & m)
+    return (bits >> 8) / (1 << 24)
+
+
+def test_counter_rng_matches_its_definition_on_integers() -> None:
+    """The int32 fast path gives the bits the 32-bit hash defines, for keys on both sides of
+    2^31 and for elements in the vector loops' remainders (n not a multiple of the width)."""
+    seeds = [0, 1, 7, 12345, 2**31 + 5, 2**40 + 3]
+    keys = member_keys(torch.tensor(seeds))
+    assert bool((keys > 0x7FFFFFFF).any()) and bool((keys < 0x7FFFFFFF).any())
+    shape = (37, 29)
+    u = uniform(keys, torch.tensor(987654), 3, shape).view(len(seeds), -1)
+    for k, seed in enumerate(seeds):
+        for i in (0, 1, 500, 37 * 29 - 2, 37 * 29 - 1):
+            assert float(u[k, i]) == _draw(seed, 987654, 3, i)
+
+
 def test_unknown_activation_names_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="relu, sigmoid, tanh"):
         MLP(2, [2], 2, activation="gelu")
