@@ -104,6 +104,11 @@ def importances(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> dict
     return {key: float(found.get(key, np.nan)) for key in space}
 
 
+def trial_names(table: pd.DataFrame) -> list[str]:
+    """Trials named as claims and tables show them: `r1 #7`, round and trial number."""
+    return [f"r{r} #{t}" for r, t in zip(table["round"], table["trial"], strict=True)]
+
+
 def search_results(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> Results:
     """A search as its claims read it: the complete trials (named `r1 #7`), their validation
     and train accuracy, their sampled values as params, ranked by validation accuracy for
@@ -111,7 +116,7 @@ def search_results(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> R
     if table.empty:  # no trial run recorded: every claim on the trials fails
         table = pd.DataFrame(columns=["round", "trial", "state", "val_acc", "train_acc", *space])
     complete = table[table["state"] == "COMPLETE"]
-    names = [f"r{r} #{t}" for r, t in zip(complete["round"], complete["trial"], strict=True)]
+    names = trial_names(complete)
     return Results(
         table=complete[["val_acc", "train_acc"]].astype(float).set_axis(names),
         params=complete[list(space)].set_axis(names),

@@ -58,7 +58,43 @@ def test_default_suite_lists_every_chapter6_study(make_cfg) -> None:
         "batchnorm",
         "weight_decay",
         "dropout",
+        "hparam_search",
     }
+
+
+def test_a_search_starts_first_and_shows_its_best_trials(make_cfg, monkeypatch) -> None:
+    """The longest study starts first so the lanes finish together; the combined table keeps
+    the suite's order and a search's best trials, named as its claims name them."""
+    cfg = make_cfg("+experiment=suite")
+    cfg.suite.studies = ["optimizers", "hparam_search", "dropout"]
+    started = []
+    trials = pd.DataFrame(
+        {
+            "round": 1,
+            "trial": range(100, 108),
+            "state": "COMPLETE",
+            "optimizer.lr": 0.01,
+            "val_acc": [0.9 - i / 100 for i in range(8)],
+            "run_id": "x",
+        }
+    )
+
+    def side_by_side(run, configs, lanes):
+        started.extend(c.study for c in configs)
+        return [
+            trials if c.search is not None else pd.DataFrame({"variant": [c.study]})
+            for c in configs
+        ]
+
+    monkeypatch.setattr("sweeps.kinds.suite.run_side_by_side", side_by_side)
+    monkeypatch.setattr("sweeps.kinds.suite.lane_count", lambda *_: 2)
+    table = run_study(cfg)
+    assert started == ["hparam_search", "optimizers", "dropout"]
+    assert list(table.study.unique()) == ["optimizers", "hparam_search", "dropout"]
+    search = table[table.study == "hparam_search"]
+    assert search.variant.tolist() == [f"r1 #{t}" for t in range(100, 105)]
+    assert search.val_acc.tolist() == pytest.approx([0.9, 0.89, 0.88, 0.87, 0.86])
+    assert not {"round", "trial", "state", "run_id"} & set(table.columns)
 
 
 def test_unknown_study_is_named_with_the_valid_ones(
