@@ -203,6 +203,15 @@ def open_storage(url: str) -> Any:
     return storage
 
 
+def close_storage(storage: Any) -> None:
+    """Close an RDB storage's connections now rather than at the process's exit, where Python
+    does not promise to finalize them: SQLite then folds its write-ahead log back into the
+    database file, so the file alone holds every trial."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)

@@ -53,6 +53,10 @@ def test_tiny_search_agrees_with_optuna_and_records_everything(
     make_cfg, tracking_uri: str, storage: str, tmp_path: Path
 ) -> None:
     table = run_study(search_cfg(make_cfg, storage, "search.n_trials=5", "search.batch=3"))
+    # The search closed its storage: SQLite folded the write-ahead log into optuna.db, so the
+    # file alone holds every trial.
+    wal = tmp_path / "optuna.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
 
     trials = study_trials(storage)
     runs = trial_runs(tracking_uri)

@@ -32,6 +32,7 @@ from sweeps.errors import ConfigError
 from sweeps.optuna_study import (
     best_params,
     check_resumable,
+    close_storage,
     default_study_name,
     objective_of,
     open_storage,
@@ -150,6 +151,23 @@ class Search:
                         best.number,
                     )
         return trained
+
+    def rounds(self, storage: Any, first: optuna.Study, space: Space) -> None:
+        """Every round, each on an Optuna study of its own: after the first, each narrows every
+        range to the span of the previous round's best trials."""
+        search, optuna_study, trained = self.cfg.search, first, 0
+        for round_ in range(1, search.rounds + 1):
+            if round_ > 1:
+                space = narrow(space, best_params(optuna_study, search.top))
+                name = round_name(self.name, round_)
+                optuna_study = join(storage, self.storage_at, name, self.cfg, space)
+            ranges = describe(space)
+            self.study.log(params={f"round{round_}.{k}": v for k, v in ranges.items()})
+            log.info("round %d/%d of %r: %s", round_, search.rounds, self.name, ranges)
+            pool = TrialPool(optuna_study, self.storage_at, search, space, self.cfg.seed, self)
+            trained += self.run_round(pool, round_)
+            done = pool.tally()[0]
+            log.info("round %d: %d trials finished (%d trained here)", round_, done, trained)
 
     def recorded(self, trial: optuna.trial.FrozenTrial) -> tuple[TrialState, float | None] | None:
         """A dead worker's trial whose run it finished: its state and value, from the run."""
@@ -362,35 +380,27 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     verdicts.check(cfg, dry_results(space, search.n_trials))
     storage_at = storage_url(search.storage, tracking_uri(cfg.tracking.uri))
     storage = open_storage(storage_at)
-    name = search.study_name or default_study_name(cfg)
-    optuna_study = first = join(storage, storage_at, name, cfg, space)
-    with more_workers(cfg, name, storage_at):
-        device = resolve_device(cfg.device)
-        full = load_data(cfg.dataset, device)
-        data = full.validation_split(cfg.dataset.val_fraction, cfg.dataset.split_seed)
-        base = build_variants(cfg, {"base": {}})
-        check_shapes(base, full)
-        check_memory(base, cfg.train, data)
-        tags = provenance_tags(device) | dataset_tags(full) | dataset_tags(data)
-        tags["seed"] = cfg.seed
-        if ignored:
-            tags["search.ignored"] = ", ".join(ignored)
-        with study_run(cfg, tags, identity={SEARCH_TAG: name}) as study:
-            study.log(tags={"optuna.storage": storage_at})
-            runner = Search(cfg, name, study, data, full, storage_at)
-            first_space, trained = space, 0
-            for round_ in range(1, search.rounds + 1):
-                if round_ > 1:
-                    space = narrow(space, best_params(optuna_study, search.top))
-                    optuna_study = join(storage, storage_at, round_name(name, round_), cfg, space)
-                ranges = describe(space)
-                study.log(params={f"round{round_}.{k}": v for k, v in ranges.items()})
-                log.info("round %d/%d of %r: %s", round_, search.rounds, name, ranges)
-                pool = TrialPool(optuna_study, storage_at, search, space, cfg.seed, runner)
-                trained += runner.run_round(pool, round_)
-                done = pool.tally()[0]
-                log.info("round %d: %d trials finished (%d trained here)", round_, done, trained)
-            table, summary = runner.finish(first, first_space)
+    try:
+        name = search.study_name or default_study_name(cfg)
+        first = join(storage, storage_at, name, cfg, space)
+        with more_workers(cfg, name, storage_at):
+            device = resolve_device(cfg.device)
+            full = load_data(cfg.dataset, device)
+            data = full.validation_split(cfg.dataset.val_fraction, cfg.dataset.split_seed)
+            base = build_variants(cfg, {"base": {}})
+            check_shapes(base, full)
+            check_memory(base, cfg.train, data)
+            tags = provenance_tags(device) | dataset_tags(full) | dataset_tags(data)
+            tags["seed"] = cfg.seed
+            if ignored:
+                tags["search.ignored"] = ", ".join(ignored)
+            with study_run(cfg, tags, identity={SEARCH_TAG: name}) as study:
+                study.log(tags={"optuna.storage": storage_at})
+                runner = Search(cfg, name, study, data, full, storage_at)
+                runner.rounds(storage, first, space)
+                table, summary = runner.finish(first, space)
+    finally:
+        close_storage(storage)
     print(summary, flush=True)
     return table
 
