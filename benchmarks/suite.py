@@ -85,8 +85,12 @@ TEXTBOOK_SECONDS = {
     "hparam_search": 109.0,
 }
 TARGETS = {"suite + search": 25.0, "hparam_search": 15.0, "optimizers": 10.0, "fixed": 2.5}
-# What every process that trains and records a study imports before anything else.
-IMPORTS = "import torch, mlflow.store.tracking.sqlalchemy_store"
+# What every process that trains and records a study imports before anything else, in a
+# process that ends as a study's does (sweeps.exits).
+IMPORTS = (
+    "from sweeps import exits; exits.skip_collection_at_exit(); "
+    "import torch, mlflow.store.tracking.sqlalchemy_store"
+)
 
 
 def network_flops(variant: Variant) -> int:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps import interrupts
+from sweeps import exits, interrupts
 from sweeps.errors import ConfigError
 from sweeps.workers import LOCAL_WORKERS_ENV, cpu_cores
 
@@ -79,6 +79,7 @@ def _start_worker(lanes: int, counter: Any, stop: Any, hydra: DictConfig | None)
     os.environ[LOCAL_WORKERS_ENV] = str(lanes)
     os.environ[LANE_ENV] = str(lane)
     interrupts.install(worker=True)
+    exits.skip_collection_at_exit()
     if hydra is not None:
         from hydra.core.hydra_config import HydraConfig
 

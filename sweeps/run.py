@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeps import interrupts
+from sweeps import exits, interrupts
 from sweeps.config import config_names, register, study_description
 from sweeps.errors import UserError, one_line
 
@@ -62,6 +62,7 @@ def cli() -> None:
     """
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     interrupts.install()
+    exits.skip_collection_at_exit()
     try:
         main()
     except KeyboardInterrupt as err:

@@ -11,7 +11,7 @@ import sys
 
 from omegaconf import OmegaConf
 
-from sweeps import interrupts
+from sweeps import exits, interrupts
 from sweeps.config import Config, register
 from sweeps.errors import UserError
 
@@ -26,6 +26,7 @@ def main() -> None:
     )
     register()
     interrupts.install()
+    exits.skip_collection_at_exit()
     cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(sys.argv[1]))
     from sweeps.kinds import run_study
 
