@@ -86,9 +86,9 @@ TEXTBOOK_SECONDS = {
 }
 TARGETS = {"suite + search": 25.0, "hparam_search": 15.0, "optimizers": 10.0, "fixed": 2.5}
 # What every process that trains and records a study imports before anything else, in a
-# process that ends as a study's does (sweeps.exits).
+# process that collects garbage as a study's does (sweeps.collector).
 IMPORTS = (
-    "from sweeps import exits; exits.skip_collection_at_exit(); "
+    "from sweeps import collector; collector.tune(); "
     "import torch, mlflow.store.tracking.sqlalchemy_store"
 )
 

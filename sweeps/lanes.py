@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps import exits, interrupts
+from sweeps import collector, interrupts
 from sweeps.errors import ConfigError
 from sweeps.workers import LOCAL_WORKERS_ENV, cpu_cores
 
@@ -72,6 +72,7 @@ def _start_worker(lanes: int, counter: Any, stop: Any, hydra: DictConfig | None)
     parent's Hydra settings (the logging, and the command line a search names its Optuna
     study after)."""
     global _stop
+    collector.tune()
     with counter.get_lock():
         lane = counter.value
         counter.value += 1
@@ -79,7 +80,6 @@ def _start_worker(lanes: int, counter: Any, stop: Any, hydra: DictConfig | None)
     os.environ[LOCAL_WORKERS_ENV] = str(lanes)
     os.environ[LANE_ENV] = str(lane)
     interrupts.install(worker=True)
-    exits.skip_collection_at_exit()
     if hydra is not None:
         from hydra.core.hydra_config import HydraConfig
 

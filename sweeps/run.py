@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeps import exits, interrupts
+from sweeps import collector, interrupts
 from sweeps.config import config_names, register, study_description
 from sweeps.errors import UserError, one_line
 
@@ -60,9 +60,9 @@ def cli() -> None:
     Hydra prints its own errors over several lines and exits 1 unless HYDRA_FULL_ERROR=1,
     which makes it raise them instead, so this sets it (a user's own setting wins).
     """
+    collector.tune()
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     interrupts.install()
-    exits.skip_collection_at_exit()
     try:
         main()
     except KeyboardInterrupt as err:

@@ -11,7 +11,7 @@ import sys
 
 from omegaconf import OmegaConf
 
-from sweeps import exits, interrupts
+from sweeps import collector, interrupts
 from sweeps.config import Config, register
 from sweeps.errors import UserError
 
@@ -19,6 +19,7 @@ log = logging.getLogger("sweeps")
 
 
 def main() -> None:
+    collector.tune()
     logging.basicConfig(
         level=logging.INFO,
         format="[%(asctime)s][worker %(process)d][%(name)s][%(levelname)s] - %(message)s",
@@ -26,7 +27,6 @@ def main() -> None:
     )
     register()
     interrupts.install()
-    exits.skip_collection_at_exit()
     cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(sys.argv[1]))
     from sweeps.kinds import run_study
 

@@ -12,6 +12,7 @@ device until training ends, so the loop never waits for the host. A population t
 for the device's memory is trained in chunks of members.
 """
 
+import gc
 import logging
 import math
 import os
@@ -281,6 +282,7 @@ def train_variants(variants: Sequence[Variant], training: Training, desc: str) -
                 raise
             chunk = max(1, chunk // 2)
             log.warning("out of memory: retrying with populations of %d members", chunk)
+            gc.collect()  # tensors held by cyclic garbage (sweeps.collector collects it late)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
