@@ -2,14 +2,14 @@
 
 Its default thresholds start a young collection every 700 new container objects and a full
 one, a walk over every object alive, every 100 young ones. Importing torch, MLflow,
-SQLAlchemy and pandas creates millions of objects, so a study paid about eight full walks of
-them, most while importing: 0.7 s of the optimizer study, 1.3 s of the search (counted with
-`gc.callbacks`; docs/DESIGN.md, "The garbage collector"). A young collection every 10,000 new
-objects leaves none of those walks. Cyclic garbage waits longer to be freed, and a device
+SQLAlchemy and pandas creates millions of objects, so a study paid 8 to 12 full walks of them,
+most while importing: 0.65 s of the optimizer study, 1.40 s of the search (`python -m
+benchmarks.collector`; docs/DESIGN.md, "The garbage collector"). A young collection every
+10,000 new objects leaves one. Cyclic garbage waits longer to be freed, and a device
 running out of memory collects it first (`sweeps.trainer`).
 
 As the interpreter exits it walks everything again, repeatedly, while it clears the modules:
-0.6 s after a study's last line. Freezing the collector's objects from an exit handler
+about 1 s after a study returned. Freezing the collector's objects from an exit handler
 (`gc.freeze`) skips those walks; every exit handler still runs and every module is still
 cleared, so logs, files and stores close as before. Only objects held in reference cycles are
 left unfinalized at exit, which Python does not promise anyway.
