@@ -134,8 +134,10 @@ def test_search_workers_starts_local_processes(tmp_path: Path, data_cache: Path)
 def test_a_killed_search_resumes_without_losing_or_repeating_a_trial(
     tmp_path: Path, data_cache: Path
 ) -> None:
+    # Batches that train for a second or more, so a kill can land in one after the first
+    # batch is recorded however fast the machine is.
     command = search_command(
-        tmp_path, data_cache, "search.n_trials=6", "search.batch=2", "train.epochs=15"
+        tmp_path, data_cache, "search.n_trials=6", "search.batch=2", "train.epochs=100"
     )
     proc = start(command, tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
