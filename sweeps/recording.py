@@ -156,11 +156,14 @@ def provenance_tags(device: "torch.device") -> dict[str, str]:
     """Where and with what a run computed: device, torch/CUDA versions, command, commit."""
     import torch
 
+    from sweeps.device import flushes_denormals
+
     tags = {
         "device": str(device),
         "device.name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch.version": torch.__version__,
         "torch.threads": torch.get_num_threads(),
+        "cpu.flush_denormal": str(flushes_denormals()).lower(),
         "cuda.version": str(torch.version.cuda),
         "mlflow.source.name": "sweeps.run",
         "mlflow.source.type": "LOCAL",

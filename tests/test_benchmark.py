@@ -217,3 +217,23 @@ def test_collector_benchmark_counts_each_arms_collections(tmp_path: Path) -> Non
     # Python's thresholds walk everything several times while a study imports; the tuned ones
     # do not.
     assert rows["tuned"]["full_collections"] < rows["default"]["full_collections"]
+
+
+def test_denormals_benchmark_compares_both_arms_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "denormals.json"
+    proc = command(
+        ROOT,
+        "--repeats=1",
+        f"--json={out}",
+        "--overrides",
+        "train.iterations=3",
+        module="benchmarks.denormals",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {row["denormals"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"kept", "flushed"}
+    for row in rows.values():
+        assert row["wall_s"] > row["training_s"] > 0
+        assert row["metric_points"] == 5 * 3 + 5 * 2  # train/loss per step; accuracies once
+        assert row["same_numbers"]

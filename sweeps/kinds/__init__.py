@@ -62,7 +62,8 @@ def run_study(cfg: DictConfig) -> "pd.DataFrame":
     from sweeps.recording import check_tracking, tracking_uri
 
     check_tracking(tracking_uri(cfg.tracking.uri))
-    from sweeps.device import set_threads
+    from sweeps.device import flush_denormals, set_threads
 
     set_threads(str(cfg.train.threads), cfg.search.workers if cfg.search else 1)
+    flush_denormals()
     return kind.run(cfg)
