@@ -4,8 +4,9 @@
 synthetic 28x28 images (the textbook's batch), per model, for
 1. the plain PyTorch loop of one model (`torch.optim.SGD`), in the default layout and in
    channels-last;
-2. `Population` with each strategy (`vmap`, `loop`) for every K, marking the one
-   `train.population=auto` picks on this device;
+2. `Population` with each strategy (`stacked` where the network is a chain of layers with
+   stacked forms, `vmap`, `loop`) for every K, marking the one `train.population=auto`
+   picks on this device;
 3. the compute floor: the step's FLOPs (3x the forward pass, PyTorch's count) at the large
    matmul's rate, the time no implementation of the step could beat here;
 4. for simple_convnet, the textbook's own NumPy step (im2col, `benchmarks.numpy_convnet`).
@@ -25,9 +26,10 @@ from benchmarks import progress
 from benchmarks.numpy_convnet import SimpleConvNet
 from models.init import initialize
 from sweeps.config import OptimizerConfig, config_names
-from sweeps.networks import build, probe
+from sweeps.networks import build, on_meta, probe
 from sweeps.plan import Variant
 from sweeps.population import Population
+from sweeps.stacked_layers import chain
 from sweeps.stacks import choose_strategy
 
 BATCH = 100
@@ -106,7 +108,9 @@ def model_benchmark(
 ) -> list[dict]:
     """One row per measurement; `seconds_per_step(step, steps, device)` times a step."""
     model = load_model(conf, name)
-    strategies = ["vmap", "loop"]
+    with on_meta():
+        stacks = isinstance(chain(build(model)), list)
+    strategies = ["stacked", "vmap", "loop"] if stacks else ["vmap", "loop"]
     auto = choose_strategy(model, device, "auto")
     cases: list[tuple[str, int, Callable[[], Callable[[], Any]]]] = [
         ("plain loop", 1, lambda: plain_step(model, device, channels_last=False)),

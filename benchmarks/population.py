@@ -7,9 +7,9 @@ Measured in one run on one device and printed side by side:
    drawn from a synthetic in-memory dataset, SGD lr 0.01): the plain PyTorch single-model
    loop ("sequential"), then `Population` with K members for each K, the largest K again
    with a weight decay per member (lambda 1e-4 to 1e-8, as the search draws), the study's own
-   population of five different update rules, and that step's matrix products alone (the
-   floor); per-model time, speed-up over sequential and achieved GFLOP/s (also as a share
-   of the ceiling);
+   population of five different update rules (with the strategy `auto` picks, `stacked`, and
+   again under `vmap`), and that step's matrix products alone (the floor); per-model time,
+   speed-up over sequential and achieved GFLOP/s (also as a share of the ceiling);
 3. end to end, `python -m sweeps.run +experiment=optimizers` (or `--experiment NAME`, e.g.
    `hparam_search`, whose 100 trials are one population) with the population path, with
    `train.max_members=1` (the variants or trials one after another), and with one training
@@ -59,6 +59,7 @@ REPEATS = 3
 # gradient, never computed since x needs no gradient, is counted too).
 FLOPS_PER_MODEL_STEP = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True))
 GEMM_FLOOR = "its GEMMs only (floor)"
+STUDY_VMAP = "optimizer study (mixed rules), train.population=vmap"
 DECAY = "population, weight decay per member"
 CONF = Path(__file__).resolve().parent.parent / "conf"
 # The optimizer study's update rules and learning rates (conf/experiment/optimizers.yaml);
@@ -141,10 +142,10 @@ def sequential_step(device: torch.device) -> Callable[[], Any]:
 
 
 def population_step(
-    variants: list[Variant], device: torch.device, **options: bool
+    variants: list[Variant], device: torch.device, **options: Any
 ) -> Callable[[], Any]:
     """One step of a population of `variants`, on the same batch stream as sequential;
-    `options` are Population's `amp` / `compile` switches."""
+    `options` are Population's `amp` / `compile` switches and its `strategy`."""
     pop = Population(variants, device, (SIZES[0],), **options)
     sample = batch_sampler(device)
     return lambda: pop.step(*sample())
@@ -205,6 +206,9 @@ def step_benchmarks(
             cases.append((f"population, train.{option}=true", options_k, build))
     study = [variant(name, lr, 0) for name, lr in STUDY_RULES.items()]
     cases.append(("optimizer study (mixed rules)", 5, lambda: population_step(study, device)))
+    # The strategy `auto` picks for the MLP (stacked) against the generic one it replaced.
+    vmap = lambda: population_step(study, device, strategy="vmap")  # noqa: E731
+    cases.append((STUDY_VMAP, 5, vmap))
     cases.append((GEMM_FLOOR, 5, lambda: gemm_step(device, len(study))))
     rows: list[dict] = []
     for mode, k, build in cases:

@@ -1,6 +1,9 @@
 """K networks of one architecture behind one interface, for `sweeps.population`.
 
-Two ways to run them, chosen per architecture and device (`choose_strategy`):
+Three ways to run them, chosen per architecture and device (`choose_strategy`):
+- `stacked`: a network that is a chain of the textbook's layers (the MLP) runs each layer's
+  member-batched form, written out in `sweeps.stacked_layers`: batched kernels as under
+  `vmap`, without its per-operation machinery, which was a sixth of the optimizer study's step.
 - `vmap`: any module, through `torch.func`: one `functional_call` vectorized over the members'
   stacked parameters and buffers (per-member BatchNorm statistics, dropout keyed by each
   member's seed). Small kernels batched into large ones: what a GPU needs.
@@ -10,11 +13,13 @@ Two ways to run them, chosen per architecture and device (`choose_strategy`):
   vectorized still trains this way.
 
 Either way a member's parameters are row k of one flat (K, P) bank, so each update rule is a
-handful of tensor operations over all members (`sweeps.optimizers`). (A hand-built stacked MLP
-was the MLP's fast path until the benchmark showed `vmap` within 15% of it: docs/DESIGN.md.)
+handful of tensor operations over all members (`sweeps.optimizers`). (An earlier hand-built
+MLP with its own parameter layout went when `vmap` came within 15% of it; the stacked forms
+keep the one bank: docs/DESIGN.md, "Layers stacked by hand".)
 """
 
 import copy
+import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -29,10 +34,15 @@ from models.counter_rng import member_keys
 from models.init import initialize
 from sweeps.errors import ConfigError
 from sweeps.networks import build, has_convolutions, on_meta, own_dropout, quiet_dropout
+from sweeps.stacked_layers import Step, bind, chain, run_chain
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "vmap", "loop")
+STRATEGIES = ("auto", "stacked", "vmap", "loop")
+# What runs instead when a strategy cannot run a network, in order.
+FALLBACKS: dict[str, tuple[str, ...]] = {"stacked": ("vmap", "loop"), "vmap": ("loop",), "loop": ()}
+CANNOT = {"stacked": "has no stacked form", "vmap": "cannot be vectorized"}
+INSTEAD = {"vmap": "its members run under vmap", "loop": "its members train one after another"}
 
 
 @dataclass(frozen=True)
@@ -94,16 +104,17 @@ class ModuleStack:
         self,
         nets: Sequence[nn.Module],
         seeds: Sequence[int],
-        vectorized: bool,
-        channels_last: bool = False,
+        strategy: str,
         names: Sequence[Mapping[str, str] | None] | None = None,
+        steps: Sequence[Step] = (),
     ) -> None:
-        """`channels_last`: convolution weights and image inputs in that layout, the faster
-        one for a single network's convolutions on this CPU (README, "Performance").
+        """`strategy`: `stacked` (with `steps`, the networks' chain of layers), `vmap` or
+        `loop`; a loop keeps convolution weights and image inputs channels-last, the faster
+        layout for a single network's convolutions on this CPU (README, "Performance").
         `names[k]`, where given, maps member k's parameter and buffer names to those of the
         network its own config builds (`networks.quiet_dropout`), for its state dict."""
-        self.vectorized = vectorized
-        self.channels_last = channels_last
+        self.vectorized = strategy != "loop"
+        channels_last = self.channels_last = strategy == "loop"
         self.names = list(names) if names is not None else [None] * len(nets)
         self.members = len(nets)
         named = list(nets[0].named_parameters())
@@ -123,6 +134,9 @@ class ModuleStack:
         }
         self.keys = member_keys(torch.tensor([int(s) for s in seeds]))
         self.base = copy.deepcopy(nets[0]).to("meta")
+        layers = dict(self.base.named_modules())
+        # The chain's layers are the base's, so that train() and eval() reach them.
+        self.steps = [Step(s.form, layers[s.name], s.name) for s in steps]
         self._bind()
 
     def to(self, device: torch.device) -> "ModuleStack":
@@ -137,6 +151,8 @@ class ModuleStack:
         and parameter in a loop, so autograd hands back each member's gradient separately."""
         if self.vectorized:
             self.views = [s.view(self.flat).requires_grad_() for s in self.slots]
+            named = {s.name: v for s, v in zip(self.slots, self.views, strict=True)}
+            self.chain = bind(self.steps, named | self.buffers)
         else:
             self.views = [
                 s.view(self.flat[k]).requires_grad_()
@@ -161,6 +177,8 @@ class ModuleStack:
 
     def __call__(self, x: Tensor, per_member: bool = False) -> Tensor:
         """Logits (K, B, classes) for inputs (B, ...) shared by all members, or (K, B, ...)."""
+        if self.steps:
+            return run_chain(self.chain, x if per_member else x.expand(self.members, *x.shape))
         if self.vectorized:
             return vmap(self._call, in_dims=(0, 0, 0 if per_member else None))(
                 self.views, self.buffers, x
@@ -268,19 +286,19 @@ class ModuleStack:
 
 def choose_strategy(model: Mapping[str, Any], device: torch.device, requested: str) -> str:
     """`auto`: on a CPU a network with convolutions loops over its members (measured: `python
-    -m benchmarks.population --model NAME`); everything else is vectorized."""
+    -m benchmarks.population --model NAME`); a chain of layers with stacked forms is stacked;
+    everything else runs under `vmap`."""
     if requested not in STRATEGIES:
         raise ConfigError(
             f"train.population={requested!r} is not valid; choose one of: {', '.join(STRATEGIES)}"
         )
     if requested != "auto":
         return requested
-    if device.type == "cpu":
-        with on_meta():
-            net = build(model)
-        if has_convolutions(net):
-            return "loop"
-    return "vmap"
+    with on_meta():
+        net = build(model)
+    if device.type == "cpu" and has_convolutions(net):
+        return "loop"
+    return "stacked" if isinstance(chain(net), list) else "vmap"
 
 
 def build_stack(
@@ -303,15 +321,18 @@ def build_stack(
         nets.append(net)
         names.append(renamed)
     seeds = [m.seed for m in members]
-    stack = ModuleStack(nets, seeds, chosen == "vmap", chosen == "loop", names).to(device)
-    if chosen == "vmap":
-        reason = stack.vectorizes(sample_shape)
-        if reason is not None:
-            log.warning(
-                "model=%s cannot be vectorized (%s): its members train one after another",
-                members[0].model.get("name"),
-                reason,
-            )
-            loop = ModuleStack(nets, seeds, vectorized=False, channels_last=True, names=names)
-            return loop.to(device), "loop", reason
-    return stack, chosen, None
+    candidates = (chosen, *FALLBACKS[chosen])  # ending with the loop, which runs any network
+    reason = None
+    for used, then in itertools.pairwise(candidates):
+        steps = chain(nets[0]) if used == "stacked" else []
+        if isinstance(steps, str):
+            why = steps
+        else:
+            stack = ModuleStack(nets, seeds, used, names, steps).to(device)
+            why = stack.vectorizes(sample_shape)
+            if why is None:
+                return stack, used, reason
+        reason = why
+        name = members[0].model.get("name")
+        log.warning("model=%s %s (%s): %s", name, CANNOT[used], why, INSTEAD[then])
+    return ModuleStack(nets, seeds, "loop", names).to(device), "loop", reason

@@ -42,7 +42,7 @@ def test_architectures_study_records_each_network(
     assert held == f"held: test_acc[lenet5] = {lenet_acc}; 0 * test_acc[two_layer] = 0.0000"
     assert lenet.tags["model.name"] == "lenet5"
     assert lenet.tags["population.strategy"] == "loop"
-    assert runs["two_layer"].data.tags["population.strategy"] == "vmap"
+    assert runs["two_layer"].data.tags["population.strategy"] == "stacked"
     assert lenet.metrics["model.params"] == 61706
     assert lenet.metrics["test/acc"] == pytest.approx(table.test_acc[1])
     assert "val/acc" in lenet.metrics and "test/acc" in lenet.metrics

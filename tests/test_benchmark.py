@@ -22,6 +22,7 @@ STEP_MODES = [
     "population",
     "population, weight decay per member",
     "optimizer study (mixed rules)",
+    "optimizer study (mixed rules), train.population=vmap",
     "its GEMMs only (floor)",
 ]
 

@@ -212,7 +212,7 @@ def test_diverged_variant_is_tagged_and_the_others_finish(make_cfg, tracking_uri
     assert all(np.isfinite(m.value) and m.value < 1e300 for m in losses)
     assert runs["sgd"].data.tags["status"] == "ok"
     assert runs["sgd"].data.tags["population.size"] == "1"
-    assert runs["sgd"].data.tags["population.strategy"] == "vmap"
+    assert runs["sgd"].data.tags["population.strategy"] == "stacked"
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
 
 

@@ -24,6 +24,7 @@ from sweeps.trainer import (
 CPU = torch.device("cpu")
 MLP = {"_target_": "models.mlp.MLP", "name": "mlp", "init": "he", "init_scale": 0.01}
 SAMPLE = (12,)
+STRATEGIES = ("stacked", "vmap", "loop")  # every way to run a population
 
 
 def variant(
@@ -179,7 +180,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(data: Dataset) -> None:
 def test_weight_decay_adds_half_lambda_sum_of_squared_weights(data: Dataset) -> None:
     """The textbook's decay: 0.5*lambda*sum(W^2) in the loss and lambda*W in the weights'
     gradient, biases untouched; the same for a looped stack as for a vectorized one."""
-    for strategy in ("vmap", "loop"):
+    for strategy in STRATEGIES:
         plain = Population([variant("a")], CPU, SAMPLE, strategy=strategy)
         decayed = Population([variant("a", wd=0.1)], CPU, SAMPLE, strategy=strategy)
         x, y = data.train_x[:8], data.train_y[:8]
@@ -203,7 +204,7 @@ def test_each_member_decays_by_its_own_lambda(data: Dataset) -> None:
     gradient each gets alone."""
     members = [variant("a", wd=0.1), variant("b", seed=1), variant("c", seed=2, wd=0.3)]
     x, y = data.train_x[:8], data.train_y[:8]
-    for strategy in ("vmap", "loop"):
+    for strategy in STRATEGIES:
         _, (together,) = Population(members, CPU, SAMPLE, strategy=strategy).gradients(x, y)
         for k, member in enumerate(members):
             _, (alone,) = Population([member], CPU, SAMPLE, strategy=strategy).gradients(x, y)
