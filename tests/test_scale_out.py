@@ -23,7 +23,7 @@ def test_four_workers_on_postgresql_and_a_tracking_server(
             "sweeps.run",
             "+experiment=hparam_search",
             "dataset.train_size=200",
-            "train.epochs=60",
+            "train.epochs=600",  # a trial must outlast the other workers' start
             "train.progress=false",
             "device=cpu",
             "dataset.download=false",

@@ -166,7 +166,7 @@ def test_a_killed_search_resumes_without_losing_or_repeating_a_trial(
 
 
 def test_ctrl_c_exits_130_in_one_line(tmp_path: Path, data_cache: Path) -> None:
-    command = search_command(tmp_path, data_cache, "search.n_trials=4", "train.epochs=200")
+    command = search_command(tmp_path, data_cache, "search.n_trials=4", "train.epochs=2000")
     proc = start(command, tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline:  # interrupt it while it trains
