@@ -58,6 +58,16 @@ class Affine(nn.Module):
         return f"{self.weight.shape[0]}, {self.weight.shape[1]}"
 
 
+def batch_moments(x: Tensor, dims: list[int]) -> tuple[Tensor, Tensor]:
+    """Mean and biased variance over `dims`, as the textbook computes them: the mean, then the
+    mean of the squared deviations. On a CPU this is many times faster than `torch.var_mean`
+    over any dimension but the last (0.04 against 0.56 ms for 16 members' (100, 100)
+    activations; docs/DESIGN.md, "Layers stacked by hand")."""
+    mean = x.mean(dim=dims, keepdim=True)
+    var = (x - mean).square().mean(dim=dims)
+    return mean.view(var.shape), var
+
+
 class BatchNorm(nn.Module):
     """The textbook's batch normalization over every dimension but the channel (dim 1):
     features of (B, C) inputs, channels of (B, C, H, W) ones."""
@@ -74,7 +84,7 @@ class BatchNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shape = [1, -1] + [1] * (x.dim() - 2)
         if self.training:
-            var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], unbiased=False)
+            mean, var = batch_moments(x, [0, *range(2, x.dim())])
             with torch.no_grad():
                 rate = 1 - self.momentum
                 self.running_mean.mul_(self.momentum).add_(rate * mean.float())

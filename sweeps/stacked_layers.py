@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from models.counter_rng import uniform
-from models.layers import ACTIVATIONS, Activation, Affine, BatchNorm, Dropout
+from models.layers import ACTIVATIONS, Activation, Affine, BatchNorm, Dropout, batch_moments
 
 # A layer's member-batched form: the layer (for its settings), its parameters and buffers
 # stacked per member (K, ...) by local name, the input (K, B, ...) -> the output (K, B, ...).
@@ -51,7 +51,7 @@ def flatten(layer: nn.Flatten, tensors: Mapping[str, Tensor], x: Tensor) -> Tens
 def batchnorm(layer: BatchNorm, tensors: Mapping[str, Tensor], x: Tensor) -> Tensor:
     """`BatchNorm.forward` per member: statistics over the batch and the spatial dimensions."""
     if layer.training:
-        var, mean = torch.var_mean(x, dim=[1, *range(3, x.dim())], unbiased=False)
+        mean, var = batch_moments(x, [1, *range(3, x.dim())])
         with torch.no_grad():
             rate = 1 - layer.momentum
             tensors["running_mean"].mul_(layer.momentum).add_(rate * mean.float())
