@@ -238,3 +238,23 @@ def test_denormals_benchmark_compares_both_arms_numbers(tmp_path: Path) -> None:
         assert row["wall_s"] > row["training_s"] > 0
         assert row["metric_points"] == 5 * 3 + 5 * 2  # train/loss per step; accuracies once
         assert row["same_numbers"]
+
+
+def test_phases_benchmark_times_the_real_command(tmp_path: Path) -> None:
+    out = tmp_path / "phases.json"
+    proc = command(
+        ROOT,
+        "--experiment=optimizers",
+        f"--json={out}",
+        "--overrides",
+        "train.iterations=3",
+        module="benchmarks.phases",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = {row["phase"]: row for row in result["phases"]}
+    assert rows["steps"]["calls"] == 3  # one population, three iterations
+    assert rows["train and record a population"]["calls"] == 1
+    assert 0 < rows["steps"]["seconds"] < rows["train"]["seconds"] < rows["the study"]["seconds"]
+    assert rows["the study"]["seconds"] < result["wall_s"]
