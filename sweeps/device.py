@@ -60,10 +60,10 @@ def flush_denormals() -> bool:
     An x86 core takes many times longer over a float below 2^-126 than over any other. Adam's
     and Momentum's running averages decay by a constant factor every step wherever a weight's
     gradient is exactly zero, as it is for the weights of image pixels that are blank in a
-    batch, and pass through that range on their way to zero: after 1,500 steps of the
-    optimizer study's population most of Adam's first moment was denormal and its update took
-    1.0 ms instead of 0.1 ms. A flushed value only ever changed a weight by far less than its
-    last bit, so results are the same (docs/DESIGN.md, "Denormal floats flushed to zero").
+    batch, and pass through that range on their way to zero, slowing the optimizer study's
+    training by 5% (`python -m benchmarks.denormals`). A flushed value only moves a weight by
+    far less than its last bit: every number the optimizer and weight-init studies recorded
+    stayed the same (docs/DESIGN.md, "Denormal floats flushed to zero").
 
     `torch.set_flush_denormal` sets the calling thread only, and torch's intra-op threads
     take their floating-point mode from the thread that starts them, so this is called before
