@@ -19,6 +19,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from sweeps.claims import Results
 from sweeps.figures import best_trials_figure
 from sweeps.recording import ROLE_TAG, RunRecord, Store
+from sweeps.tables import trial_names
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,6 @@ def importances(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> dict
         log.warning("parameter importances unavailable: %s", err)
         found = {}
     return {key: float(found.get(key, np.nan)) for key in space}
-
-
-def trial_names(table: pd.DataFrame) -> list[str]:
-    """Trials named as claims and tables show them: `r1 #7`, round and trial number."""
-    return [f"r{r} #{t}" for r, t in zip(table["round"], table["trial"], strict=True)]
 
 
 def search_results(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> Results:

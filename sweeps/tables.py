@@ -60,3 +60,10 @@ def format_table(table: pd.DataFrame) -> str:
 def show(title: str, table: pd.DataFrame) -> None:
     """Print a study's table on stdout, which carries only tables (logs go to stderr)."""
     print(f"\n{title}\n{format_table(table)}\n", flush=True)
+
+
+def trial_names(table: pd.DataFrame) -> list[str]:
+    """A search's trials named as claims and tables show them: `r1 #7`, round and trial
+    number. Here rather than beside the search's outputs so that the suite, which only shows
+    them, starts its workers without importing torch and Optuna first."""
+    return [f"r{r} #{t}" for r, t in zip(table["round"], table["trial"], strict=True)]

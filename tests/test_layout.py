@@ -151,6 +151,19 @@ def test_entry_points_import_neither_torch_nor_mlflow() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+def test_the_suite_starts_its_workers_without_importing_what_they_import() -> None:
+    """The suite's own process only composes, hands out and stacks the studies' tables; its
+    workers cannot start before it has imported its kind, so torch, MLflow and Optuna there
+    would delay every study by a second."""
+    probe = (
+        "import sys, sweeps.run, sweeps.kinds.suite\n"
+        "print(sorted({'torch', 'mlflow', 'optuna'} & set(sys.modules)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_every_kind_module_is_registered_with_run_and_rebuild() -> None:
     assert set(kinds.names()) == {
         "activations",

@@ -17,8 +17,7 @@ from omegaconf import DictConfig
 from sweeps.config import compose_study, validate
 from sweeps.kinds import run_study
 from sweeps.lanes import lane_count, run_side_by_side
-from sweeps.search_outputs import trial_names
-from sweeps.tables import show
+from sweeps.tables import show, trial_names
 
 DELEGATES = True
 SEARCH_ROWS = 5  # a search's best trials in the combined table; its trials.csv has them all
