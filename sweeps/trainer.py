@@ -60,6 +60,10 @@ class Training:
     seed: int
     on_epoch: EpochCallback | None = None
     keep_states: bool = False  # return each member's final state dict (checkpoints)
+    # Evaluate after every epoch (the accuracy curves; always with `on_epoch`), or only once
+    # training ends: a search retraining its best trial reads its test set once, for the one
+    # score it reports.
+    curves: bool = True
 
 
 @dataclass
@@ -350,7 +354,7 @@ def train_population(
             shift, rotate = train.augment_shift, train.augment_rotate
             x = augment(x, pop.model.keys, pop.step_count, shift, rotate)
         losses[i] = pop.step(x, y)
-        if per_epoch and (i + 1) % per_epoch == 0:
+        if per_epoch and (training.curves or on_epoch) and (i + 1) % per_epoch == 0:
             epoch_train.append(pop.correct(data.train_x, data.train_y, train.eval_batch_size))
             epoch_eval.append(pop.correct(data.eval_x, data.eval_y, train.eval_batch_size))
             if on_epoch is not None:

@@ -225,6 +225,25 @@ def test_epoch_schedule_and_per_epoch_accuracy(data: Dataset) -> None:
     assert result.epoch_train_acc[-1, 0] == pytest.approx(result.train_acc[0])
 
 
+def test_without_curves_the_splits_are_read_once_for_the_same_scores(data: Dataset) -> None:
+    train = TrainConfig(iterations=None, epochs=3, batch_size=50, progress=False)
+    members = [variant("a", dropout=0.5), variant("b", seed=1, dropout=0.5)]
+    curves = train_variants(members, Training(data, train, 0), "t")
+    reads = []
+    once = Training(data, train, 0, curves=False)
+    original = Population.correct
+    try:
+        Population.correct = lambda pop, x, *rest: reads.append(len(x)) or original(pop, x, *rest)
+        final = train_variants(members, once, "t")
+    finally:
+        Population.correct = original
+    assert reads == [len(data.train_y), len(data.eval_y)]
+    assert final.epoch_train_acc.shape == final.epoch_eval_acc.shape == (0, 2)
+    np.testing.assert_array_equal(final.losses, curves.losses)
+    np.testing.assert_array_equal(final.train_acc, curves.train_acc)
+    np.testing.assert_array_equal(final.eval_acc, curves.eval_acc)
+
+
 @pytest.mark.parametrize(
     ("train", "match"),
     [

@@ -297,7 +297,8 @@ class Search:
         params = {key: best[key] for key in space}
         variant = build_variants(cfg, {"best": trial_spec(params, "best")})
         desc = f"{cfg.study} retrain best (trial {best['trial']})"
-        result = train_variants(variant, replace(self.training, data=self.full), desc)
+        training = replace(self.training, data=self.full, curves=False)
+        result = train_variants(variant, training, desc)
         return {
             "test/acc": float(result.eval_acc[0]),
             "retrain/train/acc": float(result.train_acc[0]),
