@@ -6,7 +6,7 @@ batching machinery: the optimizer study's five-member step took 3.61 ms under it
 ms stacked (docs/DESIGN.md, "Layers stacked by hand"). A network built only from the layers
 below (the MLP, with or without BatchNorm and Dropout) is run here instead: each layer's
 member-batched form is written out once, with every activation laid out (K, B, ...). The
-numbers are each layer's own (`tests/test_stacks.py` checks every form against the layer,
+numbers are each layer's own (`tests/test_stacked_layers.py` checks every form against the layer,
 and `tests/test_population.py` checks populations against their members trained alone).
 Anything else, a layer without a form here or a forward that is not a chain of layers,
 runs under `vmap`.
