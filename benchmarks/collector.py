@@ -12,7 +12,6 @@ alternate, `--repeats` times each, and each row is the median:
         [--json results.json] [--overrides train.iterations=1 ...]
 """
 
-import argparse
 import json
 import statistics
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import progress
+from benchmarks import arms_parser, progress, study_arguments
 from benchmarks.startup import timed
 
 # Runs the study as `python -m sweeps.run` does (as __main__, where Hydra finds conf/), with
@@ -67,12 +66,7 @@ def run_arm(arm: str, experiment: str, overrides: list[str]) -> dict[str, float]
             PROBE,
             arm,
             str(out),
-            f"+experiment={experiment}",
-            f"tracking.uri=sqlite:///{folder}/mlflow.db",
-            "train.progress=false",
-            "dataset.download=false",
-            "device=cpu",
-            *overrides,
+            *study_arguments(folder, experiment, "cpu", overrides),
         ]
         wall, _ = timed(command, folder)
         ended = time.time()
@@ -89,12 +83,7 @@ def run_arm(arm: str, experiment: str, overrides: list[str]) -> dict[str, float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", default="optimizers", help="comma-separated studies")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", help="also write every number to this JSON file")
-    parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for all")
-    args = parser.parse_args()
+    args = arms_parser(__doc__.splitlines()[0]).parse_args()
     rows = []
     for experiment in args.experiments.split(","):
         runs: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}

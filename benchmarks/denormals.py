@@ -13,7 +13,6 @@ arms:
         [--json results.json] [--overrides train.iterations=1 ...]
 """
 
-import argparse
 import json
 import statistics
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from benchmarks import progress
+from benchmarks import arms_parser, progress, study_arguments
 from benchmarks.startup import timed
 
 # Runs the study as `python -m sweeps.run` does (as __main__, where Hydra finds conf/).
@@ -69,12 +68,7 @@ def run_arm(arm: str, experiment: str, overrides: list[str]) -> tuple[float, flo
             "-c",
             PROBE,
             arm,
-            f"+experiment={experiment}",
-            f"tracking.uri=sqlite:///{folder}/mlflow.db",
-            "train.progress=false",
-            "dataset.download=false",
-            "device=cpu",
-            *overrides,
+            *study_arguments(folder, experiment, "cpu", overrides),
         ]
         wall, _ = timed(command, folder)
         training, histories = recorded(folder / "mlflow.db")
@@ -82,12 +76,7 @@ def run_arm(arm: str, experiment: str, overrides: list[str]) -> tuple[float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", default="optimizers", help="comma-separated studies")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", help="also write every number to this JSON file")
-    parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for all")
-    args = parser.parse_args()
+    args = arms_parser(__doc__.splitlines()[0]).parse_args()
     rows = []
     for experiment in args.experiments.split(","):
         walls: dict[str, list[float]] = {arm: [] for arm in ARMS}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import progress
+from benchmarks import progress, study_arguments
 from benchmarks.startup import timed
 
 # (module, attribute path, phase): what a training study and a search spend their time on.
@@ -92,12 +92,7 @@ def phases(experiment: str, overrides: list[str]) -> tuple[float, pd.DataFrame]:
             PROBE,
             json.dumps(PHASES),
             str(out),
-            f"+experiment={experiment}",
-            f"tracking.uri=sqlite:///{folder}/mlflow.db",
-            "train.progress=false",
-            "dataset.download=false",
-            "device=cpu",
-            *overrides,
+            *study_arguments(folder, experiment, "cpu", overrides),
         ]
         wall, _ = timed(command, folder)
         clock = json.loads(out.read_text())

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import study_arguments
+
 
 def timed(args: list[str], folder: Path, copies: int = 1) -> float:
     """Seconds for `copies` of `python -m sweeps.run ARGS` started together in `folder`,
@@ -44,12 +46,7 @@ def timed(args: list[str], folder: Path, copies: int = 1) -> float:
         "-m",
         "sweeps.run",
         *flags,
-        "+experiment=optimizers",
-        "train.progress=false",
-        "device=cpu",
-        "dataset.download=false",
-        f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
-        *(a for a in args if not a.startswith("--")),
+        *study_arguments(folder, "optimizers", "cpu", [a for a in args if a not in flags]),
     ]
     started = time.perf_counter()
     procs = [
