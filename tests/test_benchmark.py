@@ -200,19 +200,25 @@ def test_the_numpy_reference_is_the_textbook_simple_convnet() -> None:
     np.testing.assert_allclose(reference.params["W2"], updated, rtol=1e-4, atol=1e-6)
 
 
-def test_collector_benchmark_counts_each_arms_collections(tmp_path: Path) -> None:
-    out = tmp_path / "gc.json"
+def benchmark_json(tmp_path: Path, module: str, first: str, iterations: int) -> dict:
+    """What `python -m MODULE FIRST --json=... --overrides train.iterations=N` wrote."""
+    out = tmp_path / "results.json"
     proc = command(
         ROOT,
-        "--repeats=1",
+        first,
         f"--json={out}",
         "--overrides",
-        "train.iterations=1",
-        module="benchmarks.collector",
+        f"train.iterations={iterations}",
+        module=module,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {row["collector"]: row for row in json.loads(out.read_text())["rows"]}
+    return json.loads(out.read_text())
+
+
+def test_collector_benchmark_counts_each_arms_collections(tmp_path: Path) -> None:
+    found = benchmark_json(tmp_path, "benchmarks.collector", "--repeats=1", 1)
+    rows = {row["collector"]: row for row in found["rows"]}
     assert set(rows) == {"default", "tuned"}
     assert all(row["wall_s"] > row["exit_s"] > 0 for row in rows.values())
     # Python's thresholds walk everything several times while a study imports; the tuned ones
@@ -221,18 +227,8 @@ def test_collector_benchmark_counts_each_arms_collections(tmp_path: Path) -> Non
 
 
 def test_denormals_benchmark_compares_both_arms_numbers(tmp_path: Path) -> None:
-    out = tmp_path / "denormals.json"
-    proc = command(
-        ROOT,
-        "--repeats=1",
-        f"--json={out}",
-        "--overrides",
-        "train.iterations=3",
-        module="benchmarks.denormals",
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {row["denormals"]: row for row in json.loads(out.read_text())["rows"]}
+    found = benchmark_json(tmp_path, "benchmarks.denormals", "--repeats=1", 3)
+    rows = {row["denormals"]: row for row in found["rows"]}
     assert set(rows) == {"kept", "flushed"}
     for row in rows.values():
         assert row["wall_s"] > row["training_s"] > 0
@@ -241,18 +237,7 @@ def test_denormals_benchmark_compares_both_arms_numbers(tmp_path: Path) -> None:
 
 
 def test_phases_benchmark_times_the_real_command(tmp_path: Path) -> None:
-    out = tmp_path / "phases.json"
-    proc = command(
-        ROOT,
-        "--experiment=optimizers",
-        f"--json={out}",
-        "--overrides",
-        "train.iterations=3",
-        module="benchmarks.phases",
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = benchmark_json(tmp_path, "benchmarks.phases", "--experiment=optimizers", 3)
     rows = {row["phase"]: row for row in result["phases"]}
     assert rows["steps"]["calls"] == 3  # one population, three iterations
     assert rows["train and record a population"]["calls"] == 1

@@ -139,29 +139,25 @@ def test_only_the_recording_module_imports_mlflow() -> None:
     assert not offenders, "mlflow imported outside sweeps.recording: " + ", ".join(offenders)
 
 
+def imported(modules: str, heavy: set[str]) -> str:
+    """Which of `heavy` a fresh interpreter holds after importing `modules`, as printed."""
+    probe = f"import sys, {modules}\nprint(sorted({heavy!r} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
 def test_entry_points_import_neither_torch_nor_mlflow() -> None:
     """Hydra instantiates the multirun callback on every call: `--help` and config errors
     must not pay a second each for torch and mlflow."""
-    probe = (
-        "import sys, sweeps.run, sweeps.multirun\n"
-        "print(sorted({'torch', 'mlflow'} & set(sys.modules)))"
-    )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert imported("sweeps.run, sweeps.multirun", {"torch", "mlflow"}) == "[]"
 
 
 def test_the_suite_starts_its_workers_without_importing_what_they_import() -> None:
     """The suite's own process only composes, hands out and stacks the studies' tables; its
     workers cannot start before it has imported its kind, so torch, MLflow and Optuna there
     would delay every study by a second."""
-    probe = (
-        "import sys, sweeps.run, sweeps.kinds.suite\n"
-        "print(sorted({'torch', 'mlflow', 'optuna'} & set(sys.modules)))"
-    )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert imported("sweeps.run, sweeps.kinds.suite", {"torch", "mlflow", "optuna"}) == "[]"
 
 
 def test_every_kind_module_is_registered_with_run_and_rebuild() -> None:
