@@ -9,6 +9,7 @@ rebuilt from those runs, which needs no access to the search's Optuna storage.
 import json
 import logging
 import warnings
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -89,15 +90,21 @@ def trials_study(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> opt
 IMPORTANCE_SEED = 0  # fANOVA's forest is random: a claim on importances must not be
 
 
+def importance_evaluator() -> optuna.importance.FanovaImportanceEvaluator:
+    """fANOVA with a fixed seed, for the claims and the importance figure alike: Optuna's
+    default evaluator (PED-ANOVA since Optuna 5) would draw other numbers than the ones
+    judged."""
+    return optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+
+
 def importances(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> dict[str, float]:
     """Each searched parameter's share of the validation accuracy's variance (fANOVA, as the
     importance figure), NaN where Optuna cannot tell (too few complete trials)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
             found = optuna.importance.get_param_importances(
-                trials_study(table, space), evaluator=evaluator
+                trials_study(table, space), evaluator=importance_evaluator()
             )
     except (ValueError, RuntimeError) as err:
         log.warning("parameter importances unavailable: %s", err)
@@ -147,7 +154,9 @@ def optuna_figures(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> d
 
     figures = {}
     plots = {
-        "param_importances.png": oplt.plot_param_importances,
+        "param_importances.png": partial(
+            oplt.plot_param_importances, evaluator=importance_evaluator()
+        ),
         "parallel_coordinate.png": oplt.plot_parallel_coordinate,
     }
     for name, plot in plots.items():
