@@ -3,7 +3,8 @@ gallery from what MLflow recorded.
 
 Each study runs as a user would type it (`python -m sweeps.run +experiment=NAME`) into a
 fresh store, then `python -m sweeps.report` rebuilds its figures and table from that store,
-so every picture in `docs/gallery.md` is one the tool itself made, with the command under it.
+so every picture in `docs/gallery.md` is one the tool itself made, with the command under it
+and the claims' verdicts after its table.
 """
 
 import argparse
@@ -19,9 +20,12 @@ import pandas as pd
 from sweeps.config import config_names, study_description
 from sweeps.recording import recorded_study
 from sweeps.tables import format_table
+from sweeps.verdicts import CLAIMS_FILE, console
 
 SKIPPED = ("suite",)  # every chapter-6 study again, one after another
 TABLE_ROWS = 16
+# A study's table as `sweeps.report` writes it: a search's is its trials, best first.
+TABLES = ("summary.csv", "trials.csv")
 
 
 def studies() -> list[str]:
@@ -47,15 +51,19 @@ def provenance(study: str, store: Path) -> str:
 
 
 def section(study: str, folder: Path, page: Path, note: str, extra: list[str]) -> str:
-    """The study's gallery entry: its figures, the command that made them, its table."""
+    """The study's gallery entry: its figures, the command that made them, its table and
+    its claims' verdicts."""
     command = " ".join(["python -m sweeps.run", f"+experiment={study}", *extra])
     lines = [f"## {study}", "", study_description(study), ""]
     for image in sorted(folder.glob("*.png")):
         lines.append(f"![{image.stem}]({image.relative_to(page.parent).as_posix()})")
-    table = pd.read_csv(folder / "summary.csv").drop(columns="run_id", errors="ignore")
+    path = next(folder / name for name in TABLES if (folder / name).exists())
+    table = pd.read_csv(path).drop(columns="run_id", errors="ignore")
     lines += ["", f"`{command}` ({note})", "", "```", format_table(table.head(TABLE_ROWS)), "```"]
     if len(table) > TABLE_ROWS:
         lines.append(f"({len(table) - TABLE_ROWS} more rows in the study's CSV artifact)")
+    if (folder / CLAIMS_FILE).exists():
+        lines += ["", "```", console(pd.read_csv(folder / CLAIMS_FILE)), "```"]
     return "\n".join([*lines, ""])
 
 

@@ -92,14 +92,15 @@ def test_command_line(make_cfg, tracking_uri: str, tmp_path: Path) -> None:
     assert bad.returncode != 0 and "no MLflow experiment 'nope'" in bad.stderr
 
 
-def test_gallery_draws_a_study_from_its_own_store(tmp_path: Path) -> None:
+def gallery(tmp_path: Path, *arguments: str) -> str:
+    """The page `python -m sweeps.gallery ARGUMENTS` wrote under tmp_path/docs."""
     page = tmp_path / "docs" / "gallery.md"
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "sweeps.gallery",
-            "optimizer_paths",
+            *arguments,
             "--out",
             str(tmp_path / "docs" / "gallery"),
             "--page",
@@ -111,9 +112,21 @@ def test_gallery_draws_a_study_from_its_own_store(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    text = page.read_text()
+    return page.read_text()
+
+
+def test_gallery_draws_a_study_from_its_own_store(tmp_path: Path) -> None:
+    text = gallery(tmp_path, "optimizer_paths")
     assert "![optimizer_paths](gallery/optimizer_paths/optimizer_paths.png)" in text
     assert "`python -m sweeps.run +experiment=optimizer_paths` (" in text and "threads)" in text
     assert "(textbook ch. 6.1.7)" in text and "AdaGrad" in text
     assert (tmp_path / "docs" / "gallery" / "optimizer_paths" / "optimizer_paths.png").is_file()
     assert not (tmp_path / "mlflow.db").exists()  # the gallery's store is its own
+
+
+def test_gallery_shows_a_searchs_trials_and_every_studys_claims(tmp_path: Path) -> None:
+    tiny = ["search.n_trials=3", "train.epochs=1", "dataset.train_size=100"]
+    text = gallery(tmp_path, "hparam_search", *[f"--override={o}" for o in tiny])
+    assert "![best_trials](gallery/hparam_search/best_trials.png)" in text
+    assert text.count(" COMPLETE ") == 3  # the trials table, a row per trial
+    assert "claims: " in text and "good_learning_rates_lie_in_a_band" in text
