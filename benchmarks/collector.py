@@ -14,15 +14,13 @@ alternate, `--repeats` times each, and each row is the median:
 
 import json
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import arms_parser, progress, study_arguments
-from benchmarks.startup import timed
+from benchmarks import arms_parser, progress
+from benchmarks.startup import probed_study
 
 # Runs the study as `python -m sweeps.run` does (as __main__, where Hydra finds conf/), with
 # every collection counted; writes the counts, their seconds and the moment the study returned
@@ -57,20 +55,9 @@ ARMS = ("default", "tuned")
 
 def run_arm(arm: str, experiment: str, overrides: list[str]) -> dict[str, float]:
     """One run of the study in one arm: wall, collections by kind, and the exit's seconds."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        out = folder / "gc.json"
-        command = [
-            sys.executable,
-            "-c",
-            PROBE,
-            arm,
-            str(out),
-            *study_arguments(folder, experiment, "cpu", overrides),
-        ]
-        wall, _ = timed(command, folder)
+    with probed_study(PROBE, [arm, "gc.json"], experiment, overrides) as (wall, folder):
         ended = time.time()
-        found = json.loads(out.read_text())
+        found = json.loads((folder / "gc.json").read_text())
     stats = {int(g): v for g, v in found["stats"].items()}
     return {
         "wall_s": wall,

@@ -15,15 +15,13 @@ arms:
 
 import json
 import statistics
-import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 from mlflow import MlflowClient
 
-from benchmarks import arms_parser, progress, study_arguments
-from benchmarks.startup import timed
+from benchmarks import arms_parser, progress
+from benchmarks.startup import probed_study
 
 # Runs the study as `python -m sweeps.run` does (as __main__, where Hydra finds conf/).
 PROBE = """
@@ -61,16 +59,7 @@ def recorded(store: Path) -> tuple[float, Recorded]:
 
 def run_arm(arm: str, experiment: str, overrides: list[str]) -> tuple[float, float, Recorded]:
     """One run of the study in one arm: wall seconds, training seconds, what it recorded."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        command = [
-            sys.executable,
-            "-c",
-            PROBE,
-            arm,
-            *study_arguments(folder, experiment, "cpu", overrides),
-        ]
-        wall, _ = timed(command, folder)
+    with probed_study(PROBE, [arm], experiment, overrides) as (wall, folder):
         training, histories = recorded(folder / "mlflow.db")
     return wall, training, histories
 

@@ -14,14 +14,12 @@ wall time is interpreter start-up, imports before the first phase, and exit:
 
 import argparse
 import json
-import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import progress, study_arguments
-from benchmarks.startup import timed
+from benchmarks import progress
+from benchmarks.startup import probed_study
 
 # (module, attribute path, phase): what a training study and a search spend their time on.
 PHASES = [
@@ -83,19 +81,9 @@ finally:
 
 def phases(experiment: str, overrides: list[str]) -> tuple[float, pd.DataFrame]:
     """The command's wall seconds and its phases (calls, seconds, first start)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        out = folder / "phases.json"
-        command = [
-            sys.executable,
-            "-c",
-            PROBE,
-            json.dumps(PHASES),
-            str(out),
-            *study_arguments(folder, experiment, "cpu", overrides),
-        ]
-        wall, _ = timed(command, folder)
-        clock = json.loads(out.read_text())
+    arguments = [json.dumps(PHASES), "phases.json"]
+    with probed_study(PROBE, arguments, experiment, overrides) as (wall, folder):
+        clock = json.loads((folder / "phases.json").read_text())
     rows = [
         {"phase": phase, "calls": calls, "seconds": seconds, "first_at_s": first}
         for phase, (calls, seconds, first) in clock.items()

@@ -70,9 +70,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks import progress
+from benchmarks import progress, study_arguments
 from sweeps.stores import TEMPLATES_ENV
 
 STUDY = "study, existing store"
@@ -135,6 +137,20 @@ def timed(command: list[str], folder: Path, expect: int = 0) -> tuple[float, str
     if proc.returncode != expect:
         sys.exit(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return seconds, proc.stderr
+
+
+@contextmanager
+def probed_study(
+    probe: str, arguments: Sequence[str], experiment: str, overrides: Sequence[str]
+) -> Iterator[tuple[float, Path]]:
+    """The study command run through `probe` (`python -c PROBE ARGUMENTS STUDY-ARGUMENTS`) in a
+    scratch folder, its working directory: yields the wall seconds and the folder, where the
+    probe's files and the study's store can be read until the block ends."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        study = study_arguments(folder, experiment, "cpu", overrides)
+        wall, _ = timed([sys.executable, "-c", probe, *arguments, *study], folder)
+        yield wall, folder
 
 
 def slowest_imports(stderr: str, count: int) -> list[tuple[str, float]]:
