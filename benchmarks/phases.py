@@ -38,7 +38,7 @@ PHASES = [
     ("optuna.study", "Study.tell", "tell Optuna"),
     ("optuna.trial", "Trial.set_user_attr", "set a trial's attribute"),
     ("sweeps.kinds.search", "Search.finish", "finish the search"),
-    ("sweeps.kinds.search", "search_outputs", "read the trials back and draw"),
+    ("sweeps.kinds.search", "search_outputs", "read the trials back, importances and figures"),
     ("sweeps.search_outputs", "optuna_figures", "Optuna's figures"),
     ("sweeps.kinds.search", "judge", "judge the claims"),
     ("sweeps.kinds.search", "Search.test_once", "retrain the best and test it"),

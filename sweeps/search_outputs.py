@@ -90,21 +90,16 @@ def trials_study(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> opt
 IMPORTANCE_SEED = 0  # fANOVA's forest is random: a claim on importances must not be
 
 
-def importance_evaluator() -> optuna.importance.FanovaImportanceEvaluator:
-    """fANOVA with a fixed seed, for the claims and the importance figure alike: Optuna's
-    default evaluator (PED-ANOVA since Optuna 5) would draw other numbers than the ones
-    judged."""
-    return optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
-
-
 def importances(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> dict[str, float]:
-    """Each searched parameter's share of the validation accuracy's variance (fANOVA, as the
-    importance figure), NaN where Optuna cannot tell (too few complete trials)."""
+    """Each searched parameter's share of the validation accuracy's variance, NaN where
+    Optuna cannot tell (too few complete trials). fANOVA with a fixed seed: its forest is
+    random, and a verdict must not change when the same trials are judged again."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             found = optuna.importance.get_param_importances(
-                trials_study(table, space), evaluator=importance_evaluator()
+                trials_study(table, space),
+                evaluator=optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED),
             )
     except (ValueError, RuntimeError) as err:
         log.warning("parameter importances unavailable: %s", err)
@@ -141,8 +136,26 @@ def dry_results(space: dict[str, BaseDistribution], trials: int) -> Results:
     )
 
 
-def optuna_figures(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> dict[str, Any]:
-    """Parameter importance and parallel coordinates over the complete trials.
+class KnownImportances(optuna.importance.BaseImportanceEvaluator):
+    """Importances already computed, most important first, as Optuna's importance plot asks
+    an evaluator for them: the figure then shows the numbers the claims judge, without
+    fitting fANOVA's forest again (Optuna 5's plot would otherwise use PED-ANOVA, whose
+    numbers differ)."""
+
+    def __init__(self, importances: dict[str, float]) -> None:
+        self.importances = dict(sorted(importances.items(), key=lambda kv: -kv[1]))
+
+    def evaluate(
+        self, study: optuna.Study, params: Any = None, *, target: Any = None
+    ) -> dict[str, float]:
+        return dict(self.importances)
+
+
+def optuna_figures(
+    table: pd.DataFrame, space: dict[str, BaseDistribution], importances: dict[str, float]
+) -> dict[str, Any]:
+    """The parameters' `importances` (`search_results`) and parallel coordinates over the
+    complete trials.
 
     A study too small for them (importance needs two or more complete trials and varying
     values) gets a warning instead of the figure.
@@ -153,12 +166,13 @@ def optuna_figures(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> d
     import matplotlib
 
     figures = {}
-    plots = {
-        "param_importances.png": partial(
-            oplt.plot_param_importances, evaluator=importance_evaluator()
-        ),
-        "parallel_coordinate.png": oplt.plot_parallel_coordinate,
-    }
+    known = {k: v for k, v in importances.items() if np.isfinite(v)}
+    plots = {"parallel_coordinate.png": oplt.plot_parallel_coordinate}
+    if known:
+        evaluator = KnownImportances(known)
+        plots["param_importances.png"] = partial(oplt.plot_param_importances, evaluator=evaluator)
+    else:
+        log.warning("param_importances.png skipped: the parameters' importances are unknown")
     for name, plot in plots.items():
         try:
             # Optuna switches matplotlib's global style to ggplot; keep that to its figures.
@@ -177,13 +191,14 @@ def optuna_figures(table: pd.DataFrame, space: dict[str, BaseDistribution]) -> d
 
 def search_outputs(
     store: Store, experiment_id: str, search: str, space: dict[str, BaseDistribution]
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """(trials table, {file name: figure}) for the search named `search`: every finished
-    trial run of it (all rounds and invocations) in the experiment."""
+) -> tuple[pd.DataFrame, Results, dict[str, Any]]:
+    """(trials table, what its claims judge, {file name: figure}) for the search named
+    `search`: every finished trial run of it (all rounds and invocations) in the experiment."""
     runs = store.runs(experiment_id, {SEARCH_TAG: search, ROLE_TAG: "trial"})
     table = trials_table(runs, space)
+    results = search_results(table, space)
     if table.empty:
-        return table, {}
+        return table, results, {}
     best = table[table["state"] == "COMPLETE"].head(BEST_PANELS)
     curves = {}
     for _, row in best.iterrows():
@@ -191,4 +206,4 @@ def search_outputs(
         run_id = row["run_id"]
         curves[label] = (store.history(run_id, "val/acc"), store.history(run_id, "train/acc"))
     figures = {"best_trials.png": best_trials_figure(curves, f"{search}: best trials")}
-    return table, figures | optuna_figures(table, space)
+    return table, results, figures | optuna_figures(table, space, results.importances)

@@ -132,13 +132,16 @@ def test_the_importance_figure_shows_the_importances_the_claims_judge() -> None:
         "optimizer.weight_decay": FloatDistribution(1e-8, 1e-4, log=True),
     }
     judged = importances(table, space)
-    assert judged["optimizer.lr"] > judged["optimizer.weight_decay"]
-    ax = optuna_figures(table, space)["param_importances.png"].axes[0]
+    assert judged["optimizer.lr"] == pytest.approx(0.94, abs=0.01)
+    ax = optuna_figures(table, space, judged)["param_importances.png"].axes[0]
     shown = {
         tick.get_text(): bar.get_width()
         for tick, bar in zip(ax.get_yticklabels(), ax.patches, strict=True)
     }
     assert shown == pytest.approx(judged, abs=1e-12)
+    assert list(shown)[-1] == "optimizer.lr"  # the most important on top
+    unknown = dict.fromkeys(space, np.nan)
+    assert set(optuna_figures(table, space, unknown)) == {"parallel_coordinate.png"}
 
 
 @pytest.mark.parametrize("curves", [False, True])

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from sweeps import interrupts, verdicts
+from sweeps.claims import Results
 from sweeps.data import Dataset, load_data
 from sweeps.device import resolve_device
 from sweeps.errors import ConfigError
@@ -57,7 +58,6 @@ from sweeps.search_outputs import (
     TRIAL_TAG,
     dry_results,
     search_outputs,
-    search_results,
 )
 from sweeps.space import Space, describe, narrow, parse_space
 from sweeps.stores import lock
@@ -309,8 +309,10 @@ class Search:
         """Trials table and figures, best params and metrics, the retrained test score;
         closes the parent run. Returns the table and the console summary."""
         study = self.study
-        table, figures = search_outputs(study.recorder, study.experiment_id, self.name, space)
-        judged = judge(self.cfg, table, space)
+        table, results, figures = search_outputs(
+            study.recorder, study.experiment_id, self.name, space
+        )
+        judged = judge(self.cfg, results)
         study.log_outputs(figures, {"trials.csv": table, **verdicts.files(judged)})
         complete = table[table["state"] == "COMPLETE"] if not table.empty else table
         shown = format_table(table.head(SHOWN).drop(columns="run_id", errors="ignore"))
@@ -441,9 +443,9 @@ def more_workers(cfg: DictConfig, name: str, storage_at: str) -> Iterator[None]:
             )
 
 
-def judge(cfg: DictConfig, table: pd.DataFrame, space: Space) -> pd.DataFrame:
-    """The search's claims on its trials: one seed, the search's."""
-    return verdicts.judge(verdicts.claims_of(cfg), {cfg.seed: search_results(table, space)})
+def judge(cfg: DictConfig, results: Results) -> pd.DataFrame:
+    """The search's claims on its trials (`search_outputs`): one seed, the search's."""
+    return verdicts.judge(verdicts.claims_of(cfg), {cfg.seed: results})
 
 
 def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
@@ -451,5 +453,5 @@ def rebuild(study: RecordedStudy) -> tuple[dict[str, pd.DataFrame], dict[str, An
     config = study.config
     space = parse_space(OmegaConf.to_container(config.search.space, resolve=True), config.model)
     name = study.parent.tags[SEARCH_TAG]
-    table, figures = search_outputs(study.store, study.experiment_id, name, space)
-    return {"trials.csv": table, **verdicts.files(judge(config, table, space))}, figures
+    table, results, figures = search_outputs(study.store, study.experiment_id, name, space)
+    return {"trials.csv": table, **verdicts.files(judge(config, results))}, figures
