@@ -5,8 +5,10 @@ The command (`python -m sweeps.run +experiment=NAME`, a fresh SQLite store, the 
 digits) runs as `python -m sweeps.run` does, in a process that first wraps the functions
 below with a clock; each row is a phase: how often it ran, its seconds in all, and when it
 first started (seconds after the process began). Phases nest (the search's `train` includes
-its `steps`), so the seconds do not add up; what the listed phases leave out of the process's
-wall time is interpreter start-up, imports before the first phase, and exit:
+its `steps`, and a step its parts, marked `-`: what a step leaves out of them is the update
+rules and the divergence check), so the seconds do not add up; what the listed phases leave
+out of the process's wall time is interpreter start-up, imports before the first phase, and
+exit:
 
     python -m benchmarks.phases [--experiment hparam_search] [--json results.json]
         [--overrides train.iterations=1 ...]
@@ -31,6 +33,10 @@ PHASES = [
     ("sweeps.kinds.train", "train_group", "train and record a population"),
     ("sweeps.trainer", "train_population", "train"),
     ("sweeps.population", "Population.step", "steps"),
+    ("sweeps.population", "Population.losses", "- forward pass"),
+    ("torch.autograd", "grad", "- backward pass"),
+    ("sweeps.stacks", "ModuleStack.bank_grads", "- gradients moved, decay added"),
+    ("sweeps.stacks", "ModuleStack.weight_penalty", "- weight penalty"),
     ("sweeps.population", "Population.correct", "evaluate"),
     ("sweeps.trial_pool", "TrialPool.take", "ask Optuna for trials"),
     ("sweeps.recording", "StudyRun.child", "open a child run"),

@@ -240,6 +240,9 @@ def test_phases_benchmark_times_the_real_command(tmp_path: Path) -> None:
     result = benchmark_json(tmp_path, "benchmarks.phases", "--experiment=optimizers", 3)
     rows = {row["phase"]: row for row in result["phases"]}
     assert rows["steps"]["calls"] == 3  # one population, three iterations
+    parts = ["- forward pass", "- backward pass", "- gradients moved, decay added"]
+    assert [rows[part]["calls"] for part in parts] == [3, 3, 3]
+    assert sum(rows[part]["seconds"] for part in parts) < rows["steps"]["seconds"]
     assert rows["train and record a population"]["calls"] == 1
     assert 0 < rows["steps"]["seconds"] < rows["train"]["seconds"] < rows["the study"]["seconds"]
     assert rows["the study"]["seconds"] < result["wall_s"]
